@@ -1,0 +1,105 @@
+"""The ``facecluster`` command. Sub-commands mirror the public API: info, extract (more follow)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections import Counter
+from collections.abc import Sequence
+
+from tqdm.auto import tqdm
+
+from . import __version__
+from .errors import FaceclusterError, ImageReadError
+from .io.datasets import FaceSource, load_faces
+from .io.images import probe_image
+
+log = logging.getLogger("facecluster_widgets")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING - 10 * args.verbose, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.run(args)
+    except FaceclusterError as exc:
+        print(f"facecluster: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facecluster", description=(
+        "Group face photos by identity with a hybrid 2D+3D method. DATA is a folder of photos (one "
+        "subfolder per person when identities are known), a dataset name such as lfw10, or 'lfw'."))
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    info = sub.add_parser("info", help="list images, identities, formats and unreadable files of DATA")
+    info.add_argument("data", metavar="DATA")
+    info.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    info.set_defaults(run=_info)
+
+    extract = sub.add_parser("extract", help="run the feature pipeline over DATA into a store (resumable)")
+    extract.add_argument("data", metavar="DATA")
+    extract.add_argument("--out", required=True, metavar="STORE", help="store folder (created if missing)")
+    extract.add_argument("--detector", default=None, help="face detector backend (default: the pipeline's)")
+    extract.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    extract.set_defaults(run=_extract)
+    return parser
+
+
+def _info(args: argparse.Namespace) -> int:
+    source = load_faces(args.data)
+    formats: Counter[str] = Counter()
+    modes: Counter[str] = Counter()
+    failures: list[tuple[str, str]] = list(source.skipped)
+    for path in tqdm(source.paths, desc="reading", unit="img", disable=args.no_progress, file=sys.stderr):
+        try:
+            info = probe_image(path)
+        except ImageReadError as exc:
+            failures.append((exc.path, exc.reason))
+            continue
+        formats[info.format] += 1
+        modes[info.mode] += 1
+    print(_info_report(source, formats, modes, failures))
+    return 0
+
+
+def _info_report(source: FaceSource, formats: Counter, modes: Counter, failures: list[tuple[str, str]]) -> str:
+    lines = [f"source:     {source.root or source.name}",
+             f"images:     {len(source)}",
+             f"identities: {len(source.identities) if source.has_labels else 'unknown (no identity folders)'}",
+             f"formats:    {', '.join(f'{k} {v}' for k, v in formats.most_common()) or '-'}",
+             f"modes:      {', '.join(f'{k} {v}' for k, v in modes.most_common()) or '-'}",
+             f"readable:   {sum(formats.values())} of {len(source)}"]
+    if source.has_labels:
+        counts = Counter(label for label in source.labels if label is not None)
+        sizes = sorted(counts.values())
+        lines.append(f"per person: {sizes[0]}–{sizes[-1]} images")
+    if failures:
+        lines.append(f"unreadable: {len(failures)}")
+        lines.extend(f"  {path}: {reason}" for path, reason in failures)
+    else:
+        lines.append("unreadable: none")
+    return "\n".join(lines)
+
+
+def _extract(args: argparse.Namespace) -> int:
+    from .pipeline import DEFAULT_DETECTOR, extract
+
+    store = extract(args.data, args.out, detector=args.detector or DEFAULT_DETECTOR, progress=not args.no_progress)
+    report = store.read_json("run")
+    print(f"store:      {store.root}\nimages:     {report['n_images']}\nfaces:      {report['n_faces']}\n"
+          f"unreadable: {report['n_unreadable']}\nno face:    {report['n_no_face']}\n"
+          f"wall time:  {report['wall_seconds']:.1f} s")
+    errors = store.errors
+    for row in errors.itertuples():
+        print(f"  {row.path}: {row.reason}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

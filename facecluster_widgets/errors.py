@@ -1,0 +1,28 @@
+"""The toolkit's own error types: every failure a user can cause names the file and the problem."""
+
+from __future__ import annotations
+
+
+class FaceclusterError(Exception):
+    """Base class: catch this to handle any error the toolkit raises on purpose."""
+
+
+class ImageReadError(FaceclusterError):
+    """An image file could not be decoded; ``path`` and ``reason`` say which and why."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class DatasetError(FaceclusterError):
+    """A face source (folder, list, dataset name) is unusable."""
+
+
+class StoreError(FaceclusterError):
+    """The feature store is missing, from an incompatible version, or holds a damaged file."""
+
+
+class ModelMissingError(FaceclusterError):
+    """A model file the user asked for is not on disk; the message says which file and where it goes."""

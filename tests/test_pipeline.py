@@ -1,0 +1,101 @@
+"""extract(): one row per face, resumable through the store, failures kept with reasons."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+import facecluster_widgets as fc
+from facecluster_widgets.detect import Detection, detectors
+from facecluster_widgets.pipeline import pipeline_stages
+
+
+class _TwoFaces:
+    """A fake detector: two faces per image, to prove rows are per face, not per image."""
+
+    name = "two-faces"
+
+    def __init__(self, min_score: float = 0.5) -> None:
+        self.min_score = min_score
+
+    def params(self) -> dict:
+        return {"min_score": self.min_score}
+
+    def detect(self, rgb):
+        h, w = rgb.shape[:2]
+        return [Detection((0, 0, w / 2, h), 0.9, source=self.name), Detection((w / 2, 0, w, h), 0.8, source=self.name)]
+
+
+@pytest.fixture()
+def two_faces():
+    detectors.register("two-faces")(_TwoFaces)
+    yield
+    detectors._factories.pop("two-faces")
+
+
+def test_warm_rerun_decodes_nothing(tmp_path, lfw10):
+    fc.extract(lfw10, tmp_path / "s", progress=False)
+    cold = fc.open_store(tmp_path / "s").read_json("run")
+    fc.extract(lfw10, tmp_path / "s", progress=False)
+    warm = fc.open_store(tmp_path / "s").read_json("run")
+    assert cold["counts"]["decode"] == 100 and cold["counts"]["detect"] == 100
+    assert "decode" not in warm["counts"] and "detect" not in warm["counts"]
+    assert warm["counts"]["cached"] == 100
+
+
+def test_table_has_one_row_per_face_with_stable_ids(tmp_path, lfw10, two_faces):
+    store = fc.extract(lfw10, tmp_path / "s", detector="two-faces", progress=False)
+    table = store.table
+    assert len(table) == 200 and table["face_id"].is_unique
+    assert set(table["face_index"]) == {0, 1}
+    assert (table.groupby("image_id").size() == 2).all()
+    again = fc.extract(lfw10, tmp_path / "t", detector="two-faces", progress=False).table
+    assert table["face_id"].tolist() == again["face_id"].tolist()
+    assert table["label"].notna().all() and table["label"].nunique() == 10
+
+
+def test_changed_detector_parameter_recomputes_detection_only(tmp_path, lfw10, two_faces):
+    fc.extract(lfw10, tmp_path / "s", detector="two-faces", progress=False)
+    fc.extract(lfw10, tmp_path / "s", detector="two-faces", detector_params={"min_score": 0.7}, progress=False)
+    run = fc.open_store(tmp_path / "s").read_json("run")
+    assert run["counts"]["detect"] == 100 and run["counts"]["decode"] == 100  # decoded once to detect
+    a = pipeline_stages("two-faces", {"min_score": 0.5})
+    b = pipeline_stages("two-faces", {"min_score": 0.7})
+    assert a["decode"].key == b["decode"].key and a["detect"].key != b["detect"].key
+
+
+def test_bad_files_keep_a_row_with_the_reason(tmp_path, lfw10):
+    folder = tmp_path / "photos"
+    shutil.copytree(lfw10 / "Ariel_Sharon", folder / "ariel")
+    (folder / "ariel" / "broken.jpg").write_text("not a jpeg")
+    (folder / "ariel" / "empty.png").write_bytes(b"")
+    store = fc.extract(folder, tmp_path / "s", progress=False)
+    errors = store.errors
+    assert sorted(errors["path"].str.rsplit("/", n=1).str[-1]) == ["broken.jpg", "empty.png"]
+    assert errors["reason"].str.len().min() > 5
+    table = store.table
+    assert (table["status"] == "unreadable").sum() == 2 and (table["status"] == "ok").sum() == 10
+    assert len(store.images) == 12  # counts add up: every file has a row
+
+
+def test_duplicate_files_get_distinct_ids_and_a_pointer(tmp_path, lfw10):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    first = sorted(lfw10.rglob("*.jpg"))[0]
+    shutil.copy(first, folder / "a.jpg")
+    shutil.copy(first, folder / "b.jpg")
+    table = fc.extract(folder, tmp_path / "s", progress=False).table
+    assert table["face_id"].is_unique
+    assert table["duplicate_of"].isna().sum() == 1
+    assert table["duplicate_of"].dropna().iloc[0] == table["face_id"].iloc[0]
+
+
+def test_features_are_aligned_with_the_table(tmp_path, lfw10):
+    store = fc.extract(lfw10, tmp_path / "s", progress=False)
+    n = len(store.table)
+    store.write_array("feature_2d", np.ones((n, 3), np.float32))
+    features = store.features
+    assert features.names == ["2d"] and features["2d"].shape == (n, 3) and features.valid.all()
+    assert list(features.face_ids) == store.table["face_id"].tolist()

@@ -1,0 +1,112 @@
+"""The store: content-keyed, atomic, pickle-free, private, and it invalidates only what changed."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from facecluster_widgets.errors import StoreError
+from facecluster_widgets.store import Stage, open_store
+
+ID = "0123456789abcdef0123456789abcdef"
+
+
+def test_round_trip_and_meta(tmp_path):
+    store = open_store(tmp_path / "s")
+    stage = Stage("embed", 1, {"model": "dlib"})
+    store.put(stage, ID, {"x": np.arange(4, dtype=np.float32)}, {"note": "ok", "n": np.int64(3)})
+    got = store.get(stage, ID)
+    assert np.array_equal(got.arrays["x"], np.arange(4)) and got.meta == {"note": "ok", "n": 3}
+    assert store.has(stage, ID) and stage.key in store.stage_keys()
+
+
+def test_stage_key_follows_parameters_and_upstream():
+    a = Stage("detect", 1, {"backend": "mediapipe", "min_score": 0.5})
+    b = Stage("detect", 1, {"backend": "mediapipe", "min_score": 0.6})
+    assert a.key != b.key and a.key == Stage("detect", 1, {"min_score": 0.5, "backend": "mediapipe"}).key
+    assert Stage("embed", 1, {}, (a,)).key != Stage("embed", 1, {}, (b,)).key
+    assert Stage("detect", 2, dict(a.params)).key != a.key
+
+
+def test_object_arrays_are_refused(tmp_path):
+    store = open_store(tmp_path / "s")
+    with pytest.raises(StoreError, match="pickle"):
+        store.put(Stage("x", 1), ID, {"bad": np.array([{"a": 1}], dtype=object)})
+
+
+def test_pickled_payload_is_never_loaded(tmp_path):
+    store = open_store(tmp_path / "s")
+    stage = Stage("x", 1)
+    store.put(stage, ID, {"v": np.zeros(2)})
+    path = next((tmp_path / "s" / "objects").rglob("*.npz"))
+    np.savez(path, v=np.array([object()], dtype=object))  # a payload that only unpickling could read
+    assert store.get(stage, ID) is None  # treated as damaged → recomputed, never unpickled
+
+
+def test_damaged_entry_is_recomputed_not_fatal(tmp_path):
+    store = open_store(tmp_path / "s")
+    stage = Stage("x", 1)
+    store.put(stage, ID, {"v": np.zeros(2)})
+    path = next((tmp_path / "s" / "objects").rglob("*.npz"))
+    path.write_bytes(path.read_bytes()[:20])
+    assert store.get(stage, ID) is None
+
+
+def test_failed_write_leaves_the_old_file_and_no_temp(tmp_path):
+    store = open_store(tmp_path / "s")
+    frame = pd.DataFrame({"a": [1, 2]})
+    store.write_table("faces", frame)
+
+    class Boom(pd.DataFrame):
+        def to_parquet(self, *args, **kwargs):
+            raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError):
+        store.write_table("faces", Boom({"a": [9]}))
+    assert store.read_table("faces")["a"].tolist() == [1, 2]
+    assert not [p for p in (tmp_path / "s" / "tables").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_files_and_folders_are_private(tmp_path):
+    store = open_store(tmp_path / "s")
+    store.put(Stage("x", 1), ID, {"v": np.zeros(1)})
+    store.write_array("feature_2d", np.zeros((1, 2), np.float32))
+    for path in (tmp_path / "s").rglob("*"):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o077 == 0, f"{path} is readable by others ({oct(mode)})"
+
+
+def test_refuses_a_foreign_non_empty_folder(tmp_path):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "mine.jpg").write_bytes(b"precious")
+    with pytest.raises(StoreError, match="not empty"):
+        open_store(tmp_path / "photos")
+    assert (tmp_path / "photos" / "mine.jpg").read_bytes() == b"precious"
+    with pytest.raises(StoreError, match="no store here"):
+        open_store(tmp_path / "elsewhere", create=False)
+
+
+def test_newer_format_is_refused(tmp_path):
+    open_store(tmp_path / "s")
+    (tmp_path / "s" / "STORE.json").write_text('{"format": "facecluster-store", "version": 99}')
+    with pytest.raises(StoreError, match="newer"):
+        open_store(tmp_path / "s")
+
+
+def test_entry_names_cannot_escape_the_store(tmp_path):
+    store = open_store(tmp_path / "s")
+    with pytest.raises(StoreError):
+        store.write_array("../../evil", np.zeros(1))
+    with pytest.raises(StoreError):
+        store.get(Stage("x", 1), "../../etc/passwd")
+
+
+def test_arrays_load_without_pickle(tmp_path):
+    store = open_store(tmp_path / "s")
+    store.write_array("feature_2d", np.eye(3, dtype=np.float32))
+    assert np.array_equal(store.read_array("feature_2d"), np.eye(3))
+    assert os.path.exists(tmp_path / "s" / "arrays" / "feature_2d.npy")
