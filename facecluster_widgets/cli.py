@@ -88,13 +88,15 @@ def _info_report(source: FaceSource, formats: Counter, modes: Counter, failures:
 
 
 def _extract(args: argparse.Namespace) -> int:
-    from .pipeline import DEFAULT_DETECTOR, extract
+    from .pipeline import extract
 
-    store = extract(args.data, args.out, detector=args.detector or DEFAULT_DETECTOR, progress=not args.no_progress)
+    overrides = {"detector": args.detector} if args.detector else {}
+    store = extract(args.data, args.out, progress=not args.no_progress, **overrides)
     report = store.read_json("run")
+    work = ", ".join(f"{step} {n} ({report['seconds'].get(step, 0):.2f} s)" for step, n in report["counts"].items())
     print(f"store:      {store.root}\nimages:     {report['n_images']}\nfaces:      {report['n_faces']}\n"
           f"unreadable: {report['n_unreadable']}\nno face:    {report['n_no_face']}\n"
-          f"wall time:  {report['wall_seconds']:.1f} s")
+          f"wall time:  {report['wall_seconds']:.2f} s\nwork done:  {work}")
     errors = store.errors
     for row in errors.itertuples():
         print(f"  {row.path}: {row.reason}")

@@ -2,7 +2,8 @@
 
 Each stage's output is stored per image under a key made of the stage's name, version and parameters
 (and its upstream stages' keys), so a rerun skips every image whose result exists, and a changed
-parameter recomputes only that stage and those after it.
+parameter recomputes only that stage and those after it. An image is decoded at most once per run,
+and only when some stage still needs its pixels.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -23,12 +25,21 @@ from .errors import ImageReadError
 from .io.datasets import FaceSource, load_faces
 from .io.images import decode_image, file_hash, thumbnail
 from .io.table import FACE_COLUMNS, IMAGE_COLUMNS, face_id, make_frame
-from .store import Stage, Store, open_store
+from .store import Result, Stage, Store, open_store
 
 log = logging.getLogger(__name__)
 
 #: The detector used when none is named.
 DEFAULT_DETECTOR = "whole"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Every choice that changes what ``extract`` computes; each enters the store key of its stage."""
+
+    detector: str = DEFAULT_DETECTOR
+    detector_params: dict = field(default_factory=dict)
+    max_pixels: int = MAX_IMAGE_PIXELS
 
 
 @dataclass
@@ -46,30 +57,67 @@ class StageTimer:
         return {"seconds": {k: round(v, 4) for k, v in self.seconds.items()}, "counts": dict(self.counts)}
 
 
-def pipeline_stages(detector: str = DEFAULT_DETECTOR, detector_params: dict | None = None,
-                    max_pixels: int = MAX_IMAGE_PIXELS) -> dict[str, Stage]:
-    """The stages of a run, keyed by name; exposed so tests and tools can see what keys a run uses."""
-    det = get_detector(detector, **(detector_params or {}))
-    decode = Stage("decode", 1, {"thumbnail": THUMBNAIL_SIZE, "max_pixels": max_pixels})
-    detect = Stage("detect", 1, {"backend": det.name, **det.params(), "max_pixels": max_pixels})
-    return {"decode": decode, "detect": detect}
+class ImageWork:
+    """One image on its way through the stages: pixels decoded lazily, once; results by stage name."""
+
+    def __init__(self, path: Path, image_id: str, max_pixels: int, timer: StageTimer) -> None:
+        self.path, self.image_id, self.max_pixels, self.timer = path, image_id, max_pixels, timer
+        self.results: dict[str, Result] = {}
+        self._decoded: tuple[np.ndarray, dict] | None = None
+
+    def decoded(self) -> tuple[np.ndarray, dict]:
+        if self._decoded is None:
+            t0 = time.perf_counter()
+            rgb, info = decode_image(self.path, self.max_pixels)
+            self.timer.add("decode", time.perf_counter() - t0)
+            self._decoded = (rgb, info.to_dict())
+        return self._decoded
+
+    @property
+    def rgb(self) -> np.ndarray:
+        return self.decoded()[0]
+
+
+@dataclass(frozen=True)
+class StageRunner:
+    """A stage as the engine runs it: its store identity and the function computing one image's result."""
+
+    stage: Stage
+    compute: Callable[[ImageWork], tuple[dict[str, np.ndarray], dict]]
+
+
+def build_stages(config: PipelineConfig) -> list[StageRunner]:
+    """The stages of a run, in order; exposed so tests and tools can see which keys a run uses."""
+    detector = get_detector(config.detector, **config.detector_params)
+    image = Stage("image", 1, {"thumbnail": THUMBNAIL_SIZE, "max_pixels": config.max_pixels})
+    detect = Stage("detect", 1, {"backend": detector.name, **detector.params(), "max_pixels": config.max_pixels})
+
+    def run_image(work: ImageWork) -> tuple[dict, dict]:
+        rgb, info = work.decoded()
+        return {"thumbnail": thumbnail(rgb)}, info
+
+    def run_detect(work: ImageWork) -> tuple[dict, dict]:
+        detections = detector.detect(work.rgb)
+        return detections_to_arrays(detections), {"sources": [d.source for d in detections]}
+
+    return [StageRunner(image, run_image), StageRunner(detect, run_detect)]
 
 
 def extract(faces: str | os.PathLike | Sequence | FaceSource, store: str | os.PathLike | Store | None = None, *,
-            detector: str = DEFAULT_DETECTOR, detector_params: dict | None = None,
-            max_pixels: int = MAX_IMAGE_PIXELS, progress: bool = True) -> Store:
+            config: PipelineConfig | None = None, progress: bool = True, **overrides: object) -> Store:
     """Run every stage over ``faces`` and return the store holding the results.
 
-    Unreadable files and images without a face keep a row with the reason; the run goes on.
+    ``overrides`` replace fields of ``config`` (e.g. ``detector="mediapipe"``). Unreadable files and
+    images without a face keep a row with the reason; the run goes on.
     """
+    config = _with_overrides(config or PipelineConfig(), overrides)
     source = load_faces(faces)
     st = store if isinstance(store, Store) else open_store(store if store is not None else default_cache_dir())
-    stages = pipeline_stages(detector, detector_params, max_pixels)
-    det = get_detector(detector, **(detector_params or {}))
+    runners = build_stages(config)
     timer = StageTimer()
     image_rows: list[dict] = []
     face_rows: list[dict] = []
-    first_copy: dict[str, int] = {}
+    copies: dict[str, int] = {}
     labels = source.labels or (None,) * len(source)
     started = time.perf_counter()
     for path, label in tqdm(list(zip(source.paths, labels, strict=True)), desc="extract", unit="img",
@@ -84,17 +132,19 @@ def extract(faces: str | os.PathLike | Sequence | FaceSource, store: str | os.Pa
             face_rows.append(_failure_row(base, image_id, "unreadable", exc.reason))
             continue
         timer.add("hash", time.perf_counter() - t0)
-        copy = first_copy.get(image_id, -1) + 1
-        first_copy[image_id] = copy
-        info, detections = _run_image(st, stages, det, path, image_id, max_pixels, timer)
-        if "error" in info:
-            image_rows.append({**base, "image_id": image_id, "status": "unreadable", "reason": info["error"]})
-            face_rows.append(_failure_row(base, image_id, "unreadable", info["error"], copy))
+        copy = copies[image_id] = copies.get(image_id, -1) + 1
+        work = ImageWork(Path(path), image_id, config.max_pixels, timer)
+        error = _run_stages(st, runners, work, timer)
+        if error is not None:
+            image_rows.append({**base, "image_id": image_id, "status": "unreadable", "reason": error})
+            face_rows.append(_failure_row(base, image_id, "unreadable", error, copy))
             continue
-        image_rows.append({**base, "image_id": image_id, "status": "ok", "reason": None, **info,
-                           "n_faces": len(detections)})
+        detections = detections_from(work.results["detect"])
+        image_rows.append({**base, "image_id": image_id, "status": "ok", "reason": None,
+                           **work.results["image"].meta, "n_faces": len(detections)})
         if not detections:
-            face_rows.append(_failure_row(base, image_id, "no_face", f"detector {det.name!r} found no face", copy))
+            reason = f"detector {config.detector!r} found no face"
+            face_rows.append(_failure_row(base, image_id, "no_face", reason, copy))
         for index, d in enumerate(detections):
             face_rows.append({**base, "face_id": face_id(image_id, index, copy), "image_id": image_id,
                               "face_index": index, "status": "ok", "x0": d.box[0], "y0": d.box[1],
@@ -107,7 +157,7 @@ def extract(faces: str | os.PathLike | Sequence | FaceSource, store: str | os.Pa
     report = {"source": source.name, "n_images": len(images), "n_faces": int((table["status"] == "ok").sum()),
               "n_unreadable": int((images["status"] == "unreadable").sum()),
               "n_no_face": int((table["status"] == "no_face").sum()),
-              "stages": {name: s.key for name, s in stages.items()},
+              "stages": {r.stage.name: r.stage.key for r in runners},
               "wall_seconds": round(time.perf_counter() - started, 3), **timer.to_dict()}
     st.write_json("run", report)
     log.info("extracted %d faces from %d images (%d unreadable, %d without a face) in %.1f s",
@@ -116,33 +166,42 @@ def extract(faces: str | os.PathLike | Sequence | FaceSource, store: str | os.Pa
     return st
 
 
-def _run_image(st: Store, stages: dict[str, Stage], det, path, image_id: str, max_pixels: int,
-               timer: StageTimer) -> tuple[dict, list[Detection]]:
-    """Load or compute the decode and detect results of one image; decodes at most once."""
-    decoded = st.get(stages["decode"], image_id)
-    found = st.get(stages["detect"], image_id)
-    if decoded is not None and ("error" in decoded.meta or found is not None):
-        timer.add("cached", 0.0)
-        return decoded.meta, _detections_from(found) if found is not None else []
-    t0 = time.perf_counter()
-    try:
-        rgb, info = decode_image(path, max_pixels)
-    except ImageReadError as exc:
-        st.put(stages["decode"], image_id, meta={"error": exc.reason})
-        return {"error": exc.reason}, []
-    timer.add("decode", time.perf_counter() - t0)
-    meta = info.to_dict()
-    if decoded is None:
-        st.put(stages["decode"], image_id, {"thumbnail": thumbnail(rgb)}, meta)
-    t0 = time.perf_counter()
-    detections = det.detect(rgb)
-    timer.add("detect", time.perf_counter() - t0)
-    st.put(stages["detect"], image_id, _detections_to_arrays(detections),
-           {"sources": [d.source for d in detections]})
-    return meta, detections
+def _run_stages(st: Store, runners: list[StageRunner], work: ImageWork, timer: StageTimer) -> str | None:
+    """Load or compute each stage for one image; returns the reason when the image cannot be read."""
+    for runner in runners:
+        stage = runner.stage
+        result = st.get(stage, work.image_id)
+        if result is None:
+            t0 = time.perf_counter()
+            try:
+                arrays, meta = runner.compute(work)
+            except ImageReadError as exc:
+                # Remembered under the first stage's key: the same bytes will fail the same way next time.
+                st.put(runners[0].stage, work.image_id, meta={"error": exc.reason})
+                return exc.reason
+            timer.add(stage.name, time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            st.put(stage, work.image_id, arrays, meta)
+            timer.add("store", time.perf_counter() - t0)
+            result = Result(arrays={k: np.asarray(v) for k, v in arrays.items()}, meta=meta)
+        else:
+            timer.add("cached", 0.0)
+        if "error" in result.meta:
+            return result.meta["error"]
+        work.results[stage.name] = result
+    return None
 
 
-def _detections_to_arrays(detections: list[Detection]) -> dict[str, np.ndarray]:
+def _with_overrides(config: PipelineConfig, overrides: dict) -> PipelineConfig:
+    unknown = set(overrides) - set(PipelineConfig.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"extract() got unknown options {sorted(unknown)}; "
+                        f"valid: {sorted(PipelineConfig.__dataclass_fields__)}")
+    return PipelineConfig(**{**config.__dict__, **overrides})
+
+
+def detections_to_arrays(detections: list[Detection]) -> dict[str, np.ndarray]:
+    """Detections as fixed-shape arrays (NaN where a backend gives no landmarks), for the store."""
     n = len(detections)
     points5 = np.full((n, 5, 2), np.nan, np.float32)
     points68 = np.full((n, 68, 2), np.nan, np.float32)
@@ -156,7 +215,7 @@ def _detections_to_arrays(detections: list[Detection]) -> dict[str, np.ndarray]:
             "points68": points68}
 
 
-def _detections_from(result) -> list[Detection]:
+def detections_from(result: Result) -> list[Detection]:
     arrays, sources = result.arrays, result.meta.get("sources", [])
     out = []
     for i, box in enumerate(arrays["boxes"]):
@@ -174,7 +233,7 @@ def _failure_row(base: dict, image_id: str, status: str, reason: str, copy: int 
 
 
 def thumbnail_of(store: Store, image_id: str) -> np.ndarray | None:
-    """The stored thumbnail of an image (from the last run's decode stage), or ``None``."""
-    key = store.read_json("run")["stages"]["decode"]
+    """The stored thumbnail of an image (from the last run's image stage), or ``None``."""
+    key = store.read_json("run")["stages"]["image"]
     result = store.get(key, image_id)
     return None if result is None else result.arrays.get("thumbnail")
