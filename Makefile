@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CONSTRAINTS := requirements/constraints.txt
 JUPYTER_ARGS ?= --ip=127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: .venv demo test test-fast bench lint clean
+.PHONY: .venv demo test bench lint clean browser-deps
 
 .venv: $(STAMP)
 
@@ -25,8 +25,15 @@ $(STAMP): pyproject.toml $(CONSTRAINTS) scripts/check_env.py
 demo: $(STAMP)
 	$(BIN)/jupyter lab $(JUPYTER_ARGS) notebooks/01_quickstart.ipynb
 
-test: $(STAMP)
+test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest --nbmake tests notebooks
+
+# The browser test drives Debian's chromium (never a downloaded browser); installed here when missing and root.
+browser-deps:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing and this is not root: the browser test will skip (outside CI)"; fi; }
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
