@@ -26,3 +26,19 @@ class StoreError(FaceclusterError):
 
 class ModelMissingError(FaceclusterError):
     """A model file the user asked for is not on disk; the message says which file and where it goes."""
+
+
+class EmbedInputError(FaceclusterError, ValueError):
+    """An :class:`EmbedInput` was built from arrays of the wrong shape or type."""
+
+
+class ModelFileError(FaceclusterError):
+    """A model file exists but is not the model the backend needs (wrong kind, damaged, wrong keys)."""
+
+
+class OptionalDependencyError(FaceclusterError, ImportError):
+    """A backend needs a package from an optional extra; the message names the ``pip install``."""
+
+
+class CropError(FaceclusterError):
+    """One face could not be cropped; embedders turn it into a NaN row and log the reason."""

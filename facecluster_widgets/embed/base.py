@@ -1,0 +1,153 @@
+"""The one interface every 2D face embedder implements, and the input it takes.
+
+Each backend was trained on its own crop (dlib: 150x150 chips, ArcFace: 112x112 template warp, FaceNet:
+160x160), so an embedder receives the original image plus landmarks and makes that crop itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..detect.base import Detection
+from ..errors import CropError, EmbedInputError, FaceclusterError
+
+logger = logging.getLogger(__name__)
+
+#: Eyes closer than this (pixels) give a crop too blurred or degenerate to embed.
+MIN_EYE_DISTANCE = 4.0
+
+
+@dataclass(frozen=True, eq=False)
+class EmbedInput:
+    """One face: the ORIGINAL RGB uint8 image and its landmarks in that image's pixels.
+
+    ``points5`` (5, 2) follow :data:`~facecluster_widgets.detect.base.POINTS5_ORDER`; ``points68``
+    (68, 2) follow the iBUG / dlib layout. Either may be missing; a backend that needs landmarks the
+    face lacks gives that face a NaN row.
+    """
+
+    rgb: np.ndarray
+    points5: np.ndarray | None = None
+    points68: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        rgb = self.rgb
+        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            got = f"{rgb.dtype} array of shape {rgb.shape}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
+            raise EmbedInputError(f"EmbedInput.rgb must be an (H, W, 3) uint8 RGB array, got {got}")
+        if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+            raise EmbedInputError(f"EmbedInput.rgb has no pixels (shape {rgb.shape})")
+        # dlib and OpenCV need C-contiguous pixels; a flipped or sliced view would be rejected or misread.
+        object.__setattr__(self, "rgb", np.ascontiguousarray(rgb))
+        for name, count in (("points5", 5), ("points68", 68)):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            points = np.asarray(value, dtype=np.float64)
+            if points.shape != (count, 2):
+                raise EmbedInputError(f"EmbedInput.{name} must have shape ({count}, 2), got {points.shape}")
+            object.__setattr__(self, name, points)
+
+    @classmethod
+    def from_detection(cls, rgb: np.ndarray, detection: Detection) -> EmbedInput:
+        return cls(rgb=rgb, points5=detection.points5, points68=detection.points68)
+
+
+class Embedder(Protocol):
+    """Maps faces to ``(n, dim)`` float32 rows of unit length; a face that cannot be cropped gets NaN.
+
+    ``params()`` is JSON-able and enters the cache key of the results, so it names every setting and
+    model file (name, size, hash of its first MB) that changes the numbers.
+    """
+
+    name: str
+    dim: int
+
+    def params(self) -> dict: ...
+
+    def embed(self, faces: Sequence[EmbedInput]) -> np.ndarray: ...
+
+
+def file_identity(path: str | os.PathLike, head_bytes: int = 1 << 20) -> dict:
+    """Cheap identity of a model file: hashing only the first MB keeps a 200 MB model instant to key."""
+    path = Path(path)
+    digest = hashlib.sha1(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        digest.update(fh.read(head_bytes))
+    return {"file": path.name, "bytes": path.stat().st_size, "sha1_first_mb": digest.hexdigest()}
+
+
+def l2_normalise(rows: np.ndarray) -> np.ndarray:
+    """Unit-length float32 rows; a row with no direction (zero or non-finite) becomes NaN, not a fake vector."""
+    rows = np.asarray(rows, dtype=np.float64)
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    usable = np.isfinite(norms) & (norms > 1e-12)
+    out = np.full(rows.shape, np.nan)
+    np.divide(rows, norms, out=out, where=usable)
+    return out.astype(np.float32)
+
+
+def points5_from_68(points68: np.ndarray) -> np.ndarray:
+    """The 5 ArcFace alignment points from an iBUG 68 layout: eye centres, nose tip, mouth corners."""
+    p = np.asarray(points68, dtype=np.float64)
+    return np.stack([p[36:42].mean(axis=0), p[42:48].mean(axis=0), p[30], p[48], p[54]])
+
+
+def alignment_points5(face: EmbedInput) -> np.ndarray:
+    """The face's 5 points, derived from its 68 when only those were given; :class:`CropError` if neither."""
+    if face.points5 is not None:
+        return face.points5
+    if face.points68 is not None:
+        return points5_from_68(face.points68)
+    raise CropError("no landmarks (points5 or points68) given")
+
+
+def check_points5(points5: np.ndarray, image_shape: tuple[int, ...]) -> None:
+    """Raise :class:`CropError` for landmarks no crop can be made from."""
+    if not np.isfinite(points5).all():
+        raise CropError("landmarks contain NaN or infinity")
+    eye_distance = float(np.linalg.norm(points5[1] - points5[0]))
+    if eye_distance < MIN_EYE_DISTANCE:
+        raise CropError(f"eyes {eye_distance:.1f} px apart (< {MIN_EYE_DISTANCE:g} px): face too small "
+                        "or degenerate landmarks")
+    height, width = image_shape[:2]
+    cx, cy = points5.mean(axis=0)
+    if not (0 <= cx < width and 0 <= cy < height):
+        raise CropError(f"landmark centre ({cx:.0f}, {cy:.0f}) lies outside the {width}x{height} image")
+
+
+def embed_in_batches(faces: Sequence[EmbedInput], dim: int, batch_size: int,
+                     crop: Callable[[EmbedInput], np.ndarray],
+                     run: Callable[[list[np.ndarray]], np.ndarray], backend: str) -> np.ndarray:
+    """Crop each face, run the crops through ``run`` a batch at a time, L2-normalise.
+
+    Batches bound the memory of crops in flight; a face whose crop fails keeps a NaN row and the reason
+    is logged, so one bad face never costs the others their vectors.
+    """
+    out = np.full((len(faces), dim), np.nan, dtype=np.float32)
+    for start in range(0, len(faces), batch_size):
+        rows, crops = [], []
+        for index in range(start, min(start + batch_size, len(faces))):
+            try:
+                crops.append(crop(faces[index]))
+            except CropError as exc:
+                logger.warning("face %d: no %s crop (%s); its embedding row is NaN", index, backend, exc)
+                continue
+            rows.append(index)
+        if crops:
+            out[rows] = l2_normalise(run(crops))
+    return out
+
+
+def check_batch_size(batch_size: int) -> int:
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise FaceclusterError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return batch_size
