@@ -42,3 +42,11 @@ class OptionalDependencyError(FaceclusterError, ImportError):
 
 class CropError(FaceclusterError):
     """One face could not be cropped; embedders turn it into a NaN row and log the reason."""
+
+
+class FeatureInputError(FaceclusterError, ValueError):
+    """Feature blocks that cannot be clustered: wrong type, shape, missing block, nothing usable."""
+
+
+class MetricInputError(FaceclusterError, ValueError):
+    """Labels or distances a score cannot be computed from (NaN, wrong length, wrong shape, too few clusters)."""

@@ -3,7 +3,8 @@
 Each stage's output is stored per image under a key made of the stage's name, version and parameters
 (and its upstream stages' keys), so a rerun skips every image whose result exists, and a changed
 parameter recomputes only that stage and those after it. An image is decoded at most once per run,
-and only when some stage still needs its pixels.
+and only when some stage still needs its pixels. At the end, per-face outputs are gathered into the
+faces table (scalars) and into arrays aligned with it (embeddings, meshes, crops).
 """
 
 from __future__ import annotations
@@ -12,95 +13,24 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .config import MAX_IMAGE_PIXELS, THUMBNAIL_SIZE, default_cache_dir
-from .detect import Detection, get_detector
+from .config import default_cache_dir
 from .errors import ImageReadError
 from .io.datasets import FaceSource, load_faces
-from .io.images import decode_image, file_hash, thumbnail
+from .io.images import file_hash
 from .io.table import FACE_COLUMNS, IMAGE_COLUMNS, face_id, make_frame
-from .store import Result, Stage, Store, open_store
+from .stages import DEFAULT_DETECTOR, ImageWork, PipelineConfig, StageRunner, StageTimer, build_stages
+from .store import Result, Store, open_store
 
 log = logging.getLogger(__name__)
 
-#: The detector used when none is named.
-DEFAULT_DETECTOR = "whole"
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    """Every choice that changes what ``extract`` computes; each enters the store key of its stage."""
-
-    detector: str = DEFAULT_DETECTOR
-    detector_params: dict = field(default_factory=dict)
-    max_pixels: int = MAX_IMAGE_PIXELS
-
-
-@dataclass
-class StageTimer:
-    """Seconds spent and items processed per step, for the run report and benchmarks."""
-
-    seconds: dict[str, float] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
-
-    def add(self, step: str, seconds: float, n: int = 1) -> None:
-        self.seconds[step] = self.seconds.get(step, 0.0) + seconds
-        self.counts[step] = self.counts.get(step, 0) + n
-
-    def to_dict(self) -> dict:
-        return {"seconds": {k: round(v, 4) for k, v in self.seconds.items()}, "counts": dict(self.counts)}
-
-
-class ImageWork:
-    """One image on its way through the stages: pixels decoded lazily, once; results by stage name."""
-
-    def __init__(self, path: Path, image_id: str, max_pixels: int, timer: StageTimer) -> None:
-        self.path, self.image_id, self.max_pixels, self.timer = path, image_id, max_pixels, timer
-        self.results: dict[str, Result] = {}
-        self._decoded: tuple[np.ndarray, dict] | None = None
-
-    def decoded(self) -> tuple[np.ndarray, dict]:
-        if self._decoded is None:
-            t0 = time.perf_counter()
-            rgb, info = decode_image(self.path, self.max_pixels)
-            self.timer.add("decode", time.perf_counter() - t0)
-            self._decoded = (rgb, info.to_dict())
-        return self._decoded
-
-    @property
-    def rgb(self) -> np.ndarray:
-        return self.decoded()[0]
-
-
-@dataclass(frozen=True)
-class StageRunner:
-    """A stage as the engine runs it: its store identity and the function computing one image's result."""
-
-    stage: Stage
-    compute: Callable[[ImageWork], tuple[dict[str, np.ndarray], dict]]
-
-
-def build_stages(config: PipelineConfig) -> list[StageRunner]:
-    """The stages of a run, in order; exposed so tests and tools can see which keys a run uses."""
-    detector = get_detector(config.detector, **config.detector_params)
-    image = Stage("image", 1, {"thumbnail": THUMBNAIL_SIZE, "max_pixels": config.max_pixels})
-    detect = Stage("detect", 1, {"backend": detector.name, **detector.params(), "max_pixels": config.max_pixels})
-
-    def run_image(work: ImageWork) -> tuple[dict, dict]:
-        rgb, info = work.decoded()
-        return {"thumbnail": thumbnail(rgb)}, info
-
-    def run_detect(work: ImageWork) -> tuple[dict, dict]:
-        detections = detector.detect(work.rgb)
-        return detections_to_arrays(detections), {"sources": [d.source for d in detections]}
-
-    return [StageRunner(image, run_image), StageRunner(detect, run_detect)]
+__all__ = ["DEFAULT_DETECTOR", "PipelineConfig", "extract", "thumbnail_of"]
 
 
 def extract(faces: str | os.PathLike | Sequence | FaceSource, store: str | os.PathLike | Store | None = None, *,
@@ -113,50 +43,59 @@ def extract(faces: str | os.PathLike | Sequence | FaceSource, store: str | os.Pa
     config = _with_overrides(config or PipelineConfig(), overrides)
     source = load_faces(faces)
     st = store if isinstance(store, Store) else open_store(store if store is not None else default_cache_dir())
-    runners = build_stages(config)
     timer = StageTimer()
     image_rows: list[dict] = []
     face_rows: list[dict] = []
+    face_results: list[dict[str, Result] | None] = []  # per table row: the image's results (None on failure)
     copies: dict[str, int] = {}
     labels = source.labels or (None,) * len(source)
     started = time.perf_counter()
-    for path, label in tqdm(list(zip(source.paths, labels, strict=True)), desc="extract", unit="img",
-                            disable=not progress):
-        base = {"path": str(path), "label": label, "dataset": source.name}
-        t0 = time.perf_counter()
-        try:
-            image_id = file_hash(path)
-        except ImageReadError as exc:
-            image_id = hashlib.blake2b(f"unreadable:{path}".encode(), digest_size=16).hexdigest()
-            image_rows.append({**base, "image_id": image_id, "status": "unreadable", "reason": exc.reason})
-            face_rows.append(_failure_row(base, image_id, "unreadable", exc.reason))
-            continue
-        timer.add("hash", time.perf_counter() - t0)
-        copy = copies[image_id] = copies.get(image_id, -1) + 1
-        work = ImageWork(Path(path), image_id, config.max_pixels, timer)
-        error = _run_stages(st, runners, work, timer)
-        if error is not None:
-            image_rows.append({**base, "image_id": image_id, "status": "unreadable", "reason": error})
-            face_rows.append(_failure_row(base, image_id, "unreadable", error, copy))
-            continue
-        detections = detections_from(work.results["detect"])
-        image_rows.append({**base, "image_id": image_id, "status": "ok", "reason": None,
-                           **work.results["image"].meta, "n_faces": len(detections)})
-        if not detections:
-            reason = f"detector {config.detector!r} found no face"
-            face_rows.append(_failure_row(base, image_id, "no_face", reason, copy))
-        for index, d in enumerate(detections):
-            face_rows.append({**base, "face_id": face_id(image_id, index, copy), "image_id": image_id,
-                              "face_index": index, "status": "ok", "x0": d.box[0], "y0": d.box[1],
-                              "x1": d.box[2], "y1": d.box[3], "det_score": d.score, "detector": d.source,
-                              "duplicate_of": face_id(image_id, index) if copy else None})
-    images = make_frame(image_rows, IMAGE_COLUMNS)
+    with ExitStack() as resources:
+        runners = build_stages(config, resources)
+        for path, label in tqdm(list(zip(source.paths, labels, strict=True)), desc="extract", unit="img",
+                                disable=not progress):
+            base = {"path": str(path), "label": label, "dataset": source.name}
+            t0 = time.perf_counter()
+            try:
+                image_id = file_hash(path)
+            except ImageReadError as exc:
+                image_id = hashlib.blake2b(f"unreadable:{path}".encode(), digest_size=16).hexdigest()
+                image_rows.append({**base, "image_id": image_id, "status": "unreadable", "reason": exc.reason})
+                face_rows.append(_failure_row(base, image_id, "unreadable", exc.reason))
+                face_results.append(None)
+                continue
+            timer.add("hash", time.perf_counter() - t0)
+            copy = copies[image_id] = copies.get(image_id, -1) + 1
+            work = ImageWork(Path(path), image_id, config.max_pixels, timer)
+            error = _run_stages(st, runners, work, timer)
+            if error is not None:
+                image_rows.append({**base, "image_id": image_id, "status": "unreadable", "reason": error})
+                face_rows.append(_failure_row(base, image_id, "unreadable", error, copy))
+                face_results.append(None)
+                continue
+            detections = work.detections
+            image_rows.append({**base, "image_id": image_id, "status": "ok", "reason": None,
+                               **work.results["image"].meta, "n_faces": len(detections)})
+            if not detections:
+                reason = f"detector {config.detector!r} found no face"
+                face_rows.append(_failure_row(base, image_id, "no_face", reason, copy))
+                face_results.append(None)
+            for index, d in enumerate(detections):
+                face_rows.append({**base, "face_id": face_id(image_id, index, copy), "image_id": image_id,
+                                  "face_index": index, "status": "ok", "x0": d.box[0], "y0": d.box[1],
+                                  "x1": d.box[2], "y1": d.box[3], "det_score": d.score, "detector": d.source,
+                                  "duplicate_of": face_id(image_id, index) if copy else None})
+                face_results.append(work.results)
     table = make_frame(face_rows, FACE_COLUMNS)
+    _gather(st, runners, table, face_results)
+    images = make_frame(image_rows, IMAGE_COLUMNS)
     st.write_table("images", images)
     st.write_table("faces", table)
     report = {"source": source.name, "n_images": len(images), "n_faces": int((table["status"] == "ok").sum()),
               "n_unreadable": int((images["status"] == "unreadable").sum()),
               "n_no_face": int((table["status"] == "no_face").sum()),
+              "missing": {name: int(np.isnan(st.read_array(name)).reshape(len(table), -1).any(axis=1).sum())
+                          for r in runners for name in r.arrays if name.startswith("feature_")},
               "stages": {r.stage.name: r.stage.key for r in runners},
               "wall_seconds": round(time.perf_counter() - started, 3), **timer.to_dict()}
     st.write_json("run", report)
@@ -192,39 +131,38 @@ def _run_stages(st: Store, runners: list[StageRunner], work: ImageWork, timer: S
     return None
 
 
+def _gather(st: Store, runners: list[StageRunner], table, face_results: list) -> None:
+    """Per-face outputs into table columns and row-aligned arrays; NaN (or 0 for pixels) where missing."""
+    face_index = table["face_index"].to_numpy()
+    for runner in runners:
+        name = runner.stage.name
+        for column, spec in runner.columns.items():
+            key, sub = (spec, None) if isinstance(spec, str) else spec
+            values = np.full(len(table), np.nan, np.float32)
+            for row, results in enumerate(face_results):
+                if results is not None:
+                    value = results[name].arrays[key][face_index[row]]
+                    values[row] = value if sub is None else value[sub]
+            table[column] = values
+        for array_name, key in runner.arrays.items():
+            rows = [None if r is None else r[name].arrays[key][face_index[i]] for i, r in enumerate(face_results)]
+            template = next((r for r in rows if r is not None), None)
+            if template is None:
+                continue
+            fill = np.nan if np.issubdtype(template.dtype, np.floating) else 0
+            out = np.full((len(rows), *template.shape), fill, template.dtype)
+            for i, r in enumerate(rows):
+                if r is not None:
+                    out[i] = r
+            st.write_array(array_name, out)
+
+
 def _with_overrides(config: PipelineConfig, overrides: dict) -> PipelineConfig:
     unknown = set(overrides) - set(PipelineConfig.__dataclass_fields__)
     if unknown:
         raise TypeError(f"extract() got unknown options {sorted(unknown)}; "
                         f"valid: {sorted(PipelineConfig.__dataclass_fields__)}")
     return PipelineConfig(**{**config.__dict__, **overrides})
-
-
-def detections_to_arrays(detections: list[Detection]) -> dict[str, np.ndarray]:
-    """Detections as fixed-shape arrays (NaN where a backend gives no landmarks), for the store."""
-    n = len(detections)
-    points5 = np.full((n, 5, 2), np.nan, np.float32)
-    points68 = np.full((n, 68, 2), np.nan, np.float32)
-    for i, d in enumerate(detections):
-        if d.points5 is not None:
-            points5[i] = d.points5
-        if d.points68 is not None:
-            points68[i] = d.points68
-    return {"boxes": np.array([d.box for d in detections], np.float32).reshape(n, 4),
-            "scores": np.array([d.score for d in detections], np.float32), "points5": points5,
-            "points68": points68}
-
-
-def detections_from(result: Result) -> list[Detection]:
-    arrays, sources = result.arrays, result.meta.get("sources", [])
-    out = []
-    for i, box in enumerate(arrays["boxes"]):
-        p5, p68 = arrays["points5"][i], arrays["points68"][i]
-        out.append(Detection(box=tuple(float(v) for v in box), score=float(arrays["scores"][i]),
-                             points5=None if np.isnan(p5).all() else p5,
-                             points68=None if np.isnan(p68).all() else p68,
-                             source=sources[i] if i < len(sources) else ""))
-    return out
 
 
 def _failure_row(base: dict, image_id: str, status: str, reason: str, copy: int = 0) -> dict:

@@ -1,0 +1,482 @@
+"""The method: DBSCAN marks low-density faces as noise, then K-Means++ partitions the rest, both under the fused
+distance ``D = λ·cosine(2D) + (1−λ)·Mahalanobis(3D)`` of :mod:`facecluster_widgets.fusion`.
+
+Stage 2 is Lloyd's algorithm under D: K-Means++ seeding by D² sampling on the precomputed fused matrix (the
+greedy variant sklearn uses: ``2 + ln k`` candidates per seed, the one that lowers the potential most is kept),
+assignment to the nearest centroid under D, centroid update per block (normalised mean of the unit 2D vectors,
+plain mean of the whitened 3D rows). The per-block means minimise the *squared* per-block distances, so the
+updates are the usual Lloyd heuristic for D rather than an exact minimiser; convergence is declared when no
+label changes or the inertia (sum of D to the assigned centroid) changes by at most ``tol`` relative to itself.
+
+Cannot-link (``groups``: a photo id per face): two faces of one photo are two people, so they never share a
+cluster. Each photo with several faces is assigned jointly with ``scipy.optimize.linear_sum_assignment`` on its
+faces' distance rows (the cheapest assignment of its faces to distinct clusters). A photo with more faces than
+clusters cannot be satisfied: its surplus faces (the ones the assignment leaves out) get −1 and are counted in
+``cannot_link_unassigned_``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from numbers import Integral, Real
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.cluster import DBSCAN
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from ..errors import FeatureInputError, MetricInputError
+from ..features import Features
+from ..fusion import BLOCK_2D, FUSIONS, FusedMetric, as_blocks, split_names, valid_rows
+from ..metrics import silhouette
+
+log = logging.getLogger(__name__)
+
+#: λ: the 2D embedding is the stronger identity cue, the 3D descriptors add pose/lighting-robust evidence.
+DEFAULT_LAM = 0.65
+#: DBSCAN radius on the fused distance, whose typical pair is at ~1 after normalisation: a face needs
+#: ``min_samples`` faces within half the typical distance to be a core face.
+DEFAULT_EPS = 0.5
+#: DBSCAN density: 3 faces, the minimum a photo manager (Immich: ``minFaces = 3``) needs to call a group a person.
+DEFAULT_MIN_SAMPLES = 3
+#: K-Means restarts; the run with the lowest inertia is kept. 4 keeps a slider refit of 1,000 faces interactive.
+DEFAULT_N_INIT = 4
+#: k="auto" sweeps k over DBSCAN's count ± max(this, ...) ...
+AUTO_K_MIN_SPAN = 2
+#: ... ± this share of it: DBSCAN merges identities that touch at large eps and drops sparse ones at small eps.
+AUTO_K_REL_SPAN = 0.25
+#: A wider range is first scored on this many evenly spaced k, then every k between the best one's neighbours:
+#: a slider refit of 1,000 faces / 50 identities then scores ~15 k instead of 27.
+AUTO_K_GRID = 7
+#: When DBSCAN finds one cluster, k stays 1 unless a split reaches this silhouette (Kaufman & Rousseeuw: below
+#: 0.25 "no substantial structure has been found").
+SINGLE_CLUSTER_SILHOUETTE = 0.25
+#: The dense path keeps three n×n float32 matrices and builds each from a float64 one: 15,000 faces need ~4.5 GB.
+MAX_DENSE_FACES = 15_000
+#: Cost standing for "forbidden" in the assignment problem (finite: scipy rejects infeasible inf matrices).
+_FORBIDDEN = 1e12
+#: Parameters whose change invalidates the cached per-block matrices.
+_CACHE_PARAMS = ("fusion", "block_2d", "blocks_3d")
+
+
+@dataclass(frozen=True)
+class KMeansResult:
+    """One stage-2 run: labels of the partitioned faces (−1 = unassignable under cannot-link), per-block centroids."""
+
+    labels: np.ndarray
+    centroids: dict[str, np.ndarray]
+    inertia: float
+    n_iter: int
+
+
+def group_index(groups: np.ndarray | None) -> list[np.ndarray]:
+    """Index arrays of the groups (photos) holding two or more of these faces; singletons need no constraint."""
+    if groups is None or groups.shape[0] == 0:
+        return []
+    codes = np.unique(groups, return_inverse=True)[1]
+    order = np.argsort(codes, kind="stable")
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    return [members for members in np.split(order, bounds) if members.shape[0] > 1]
+
+
+def assign(dist: np.ndarray, groups: Sequence[np.ndarray] = (), forbidden: np.ndarray | None = None) -> np.ndarray:
+    """Nearest cluster per face under cannot-link: faces of one group go to distinct, allowed clusters.
+
+    ``dist`` (m, k); ``groups`` index arrays into its rows; ``forbidden`` (m, k) True where a face may not go.
+    Faces left without a cluster (group larger than k, or every cluster forbidden) get −1.
+    """
+    cost = dist if forbidden is None else np.where(forbidden, _FORBIDDEN, dist)
+    labels = np.argmin(cost, axis=1)
+    if forbidden is not None:
+        labels[forbidden[np.arange(labels.shape[0]), labels]] = -1
+    for members in groups:
+        chosen = labels[members]
+        if np.unique(chosen).shape[0] == chosen.shape[0] and (chosen >= 0).all():
+            continue
+        sub = cost[members]
+        rows, cols = linear_sum_assignment(sub)
+        out = np.full(members.shape[0], -1)
+        ok = sub[rows, cols] < _FORBIDDEN
+        out[rows[ok]] = cols[ok]
+        labels[members] = out
+    return labels
+
+
+def kmeans_plusplus(D: np.ndarray, k: int, rng: np.random.RandomState) -> np.ndarray:
+    """Indices of ``k`` seeds by greedy D² sampling on a precomputed distance matrix."""
+    n = D.shape[0]
+    trials = 2 + int(math.log(k))
+    seeds = [int(rng.randint(n))]
+    closest = D[seeds[0]] ** 2
+    for _ in range(1, k):
+        total = float(closest.sum())
+        if total > 0:
+            candidates = np.searchsorted(np.cumsum(closest), rng.random_sample(trials) * total)
+            candidates = np.minimum(candidates, n - 1)
+        else:  # every face coincides with a seed: any face is as good as another
+            candidates = rng.randint(n, size=trials)
+        potentials = np.minimum(closest, D[candidates] ** 2)
+        best = int(np.argmin(potentials.sum(axis=1)))
+        seeds.append(int(candidates[best]))
+        closest = potentials[best]
+    return np.asarray(seeds)
+
+
+def fused_kmeans(metric: FusedMetric, lam: float, rows: np.ndarray, D: np.ndarray, k: int, *,
+                 groups: Sequence[np.ndarray] = (), n_init: int = DEFAULT_N_INIT, max_iter: int = 100,
+                 tol: float = 1e-6, rng: np.random.RandomState | None = None) -> KMeansResult:
+    """Stage 2 on the faces ``rows`` of ``metric`` (``D``: their fused matrix); the restart with least inertia."""
+    rng = check_random_state(rng)
+    best: KMeansResult | None = None
+    for _ in range(n_init):
+        result = _lloyd(metric, lam, rows, kmeans_plusplus(D, k, rng), groups, max_iter, tol)
+        if best is None or result.inertia < best.inertia:
+            best = result
+    return best
+
+
+def _lloyd(metric: FusedMetric, lam: float, rows: np.ndarray, seeds: np.ndarray, groups: Sequence[np.ndarray],
+           max_iter: int, tol: float) -> KMeansResult:
+    k = seeds.shape[0]
+    centroids = {"2d": metric.points_2d[rows[seeds]].copy(), "3d": metric.points_3d[rows[seeds]].copy()}
+    labels = None
+    inertia = np.inf
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):  # noqa: B007 - n_iter is reported
+        dist = metric.to_centroids(lam, centroids, rows)
+        new = assign(dist, groups)
+        new_inertia = float(dist[new >= 0, new[new >= 0]].sum())
+        converged = (labels is not None and np.array_equal(new, labels)) or (
+            abs(inertia - new_inertia) <= tol * max(new_inertia, 1e-300))
+        labels, inertia = new, new_inertia
+        if converged:
+            break
+        centroids = _update(metric, rows, labels, k, dist)
+    else:  # out of iterations after an update: labels must match the final centroids
+        dist = metric.to_centroids(lam, centroids, rows)
+        labels = assign(dist, groups)
+        inertia = float(dist[labels >= 0, labels[labels >= 0]].sum())
+    return KMeansResult(labels=labels, centroids=centroids, inertia=inertia, n_iter=n_iter)
+
+
+def _update(metric: FusedMetric, rows: np.ndarray, labels: np.ndarray, k: int,
+            dist: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-block centroids; an emptied cluster moves to the face farthest from its own centroid (as sklearn does)."""
+    centroids = metric.centroids(labels, k, rows)
+    empty = np.flatnonzero(np.bincount(labels[labels >= 0], minlength=k) == 0)
+    if empty.size:
+        own = np.where(labels >= 0, dist[np.arange(labels.shape[0]), np.maximum(labels, 0)], -np.inf)
+        far = np.argsort(-own, kind="stable")[:empty.size]
+        far = np.resize(far, empty.size)
+        centroids["2d"][empty] = metric.points_2d[rows[far]]
+        centroids["3d"][empty] = metric.points_3d[rows[far]]
+    return centroids
+
+
+class HybridClustering(ClusterMixin, BaseEstimator):
+    """Two-stage face clustering (DBSCAN noise → K-Means++ partition) under the fused 2D+3D distance.
+
+    Parameters
+    ----------
+    eps, min_samples : DBSCAN on the fused distance (typical pair ≈ 1 after normalisation); faces it marks as
+        noise are left out of stage 2.
+    lam : weight λ of the 2D term (1 = 2D only, 0 = 3D only).
+    n_clusters : int, or "auto": DBSCAN's cluster count ``c``, refined by a silhouette sweep on the fused
+        distance over ``k = max(2, c − s) .. c + s`` with ``s = max(2, ceil(c / 4))`` (DBSCAN's count is biased:
+        it merges identities that touch at large eps and drops sparse ones at small eps; the silhouette is the
+        label-free criterion of how well a k-partition fits the same distance). Each candidate is scored with one
+        K-Means++ run; more than 7 candidates are scored coarse-to-fine (7 evenly spaced k, then every k between
+        the best one's neighbours); the chosen k then gets its ``n_init`` restarts. The lower end is raised to the
+        largest photo's face count when cannot-link is on (a photo of 5 faces shows at least 5 people). Ties go
+        to the k closest to ``c``. If DBSCAN finds one cluster, k = 1 unless a split reaches silhouette 0.25.
+        ``n_clusters_reason_`` states what happened.
+    fusion : "metric" (the method) or "concat" (weighted concatenation of standardised blocks, squared Euclidean).
+    noise : "keep" (noise faces stay −1) or "assign" (they join their nearest centroid after stage 2).
+    cannot_link : with ``groups`` given to :meth:`fit`, faces of one photo never share a cluster.
+    n_init, max_iter, tol, random_state : stage-2 restarts and stopping rule (see the module docstring).
+    block_2d, blocks_3d : block names; by default "2d" and every other block.
+
+    ``fit(X, groups=...)`` takes a :class:`~facecluster_widgets.features.Features` or a dict ``name -> (n, d)``.
+    Faces with any NaN/inf in the used blocks (or an all-zero 2D embedding) get −1 and ``invalid_mask_``.
+
+    Attributes
+    ----------
+    labels_ : (n,) cluster per face, −1 for noise ("keep"), invalid faces and cannot-link surplus.
+    noise_mask_, invalid_mask_ : (n,) DBSCAN noise; faces with incomplete features.
+    dbscan_labels_ : (n,) stage-1 labels (−1 for invalid faces too).
+    centroids_ : ``{"2d": (k, d2), "3d": (k, d3)}`` in the fused spaces: unit 2D vectors and whitened 3D rows
+        ("metric"), standardised blocks ("concat") — the spaces of ``distance_.points_2d`` / ``points_3d``.
+    n_clusters_, n_clusters_reason_ : the k used and one sentence saying why; ``auto_k_scores_`` k → silhouette.
+    inertia_, n_iter_ : sum of D from partitioned faces to their centroids; Lloyd iterations of the kept run.
+    cannot_link_unassigned_ : faces left −1 because their photo has more faces than there are clusters.
+    distance_ : the fitted :class:`~facecluster_widgets.fusion.FusedMetric` (the per-block cache) over the
+        faces ``valid_index_``; ``fused_distances_`` its matrix for ``lam``.
+    timings_ : seconds per stage of the last fit/refit (prepare, fuse, dbscan, kmeans, assign, total).
+    reused_cache_ : whether the last call reused the per-block matrices (see :meth:`refit`).
+    """
+
+    _parameter_constraints: dict = {
+        "eps": [Interval(Real, 0, None, closed="neither")],
+        "min_samples": [Interval(Integral, 1, None, closed="left")],
+        "lam": [Interval(Real, 0, 1, closed="both")],
+        "n_clusters": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "fusion": [StrOptions(set(FUSIONS))],
+        "noise": [StrOptions({"keep", "assign"})],
+        "cannot_link": ["boolean"],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "block_2d": [str],
+        "blocks_3d": [None, tuple, list],
+    }
+
+    def __init__(self, eps: float = DEFAULT_EPS, min_samples: int = DEFAULT_MIN_SAMPLES, lam: float = DEFAULT_LAM,
+                 n_clusters: int | str = "auto", fusion: str = "metric", noise: str = "keep",
+                 cannot_link: bool = True, n_init: int = DEFAULT_N_INIT, max_iter: int = 100, tol: float = 1e-6,
+                 random_state: int | np.random.RandomState | None = 0, block_2d: str = BLOCK_2D,
+                 blocks_3d: Sequence[str] | None = None) -> None:
+        self.eps = eps
+        self.min_samples = min_samples
+        self.lam = lam
+        self.n_clusters = n_clusters
+        self.fusion = fusion
+        self.noise = noise
+        self.cannot_link = cannot_link
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.block_2d = block_2d
+        self.blocks_3d = blocks_3d
+
+    def fit(self, X: Features | Mapping[str, np.ndarray], y: None = None,
+            groups: Sequence | np.ndarray | None = None) -> HybridClustering:
+        """Cluster the faces of ``X``; ``groups`` is a photo id per face (for cannot-link). Returns self."""
+        self._validate_params()
+        start = time.perf_counter()
+        blocks = as_blocks(X)
+        name_2d, names_3d = split_names(blocks, self.block_2d, self.blocks_3d)
+        n = next(iter(blocks.values())).shape[0]
+        groups_arr = None
+        if groups is not None:
+            groups_arr = np.asarray(groups)
+            if groups_arr.ndim != 1 or groups_arr.shape[0] != n:
+                raise FeatureInputError(f"groups must give one photo id per face ({n}), got shape {groups_arr.shape}")
+        used = ([name_2d] if name_2d else []) + list(names_3d)
+        valid = valid_rows(blocks, used)
+        if name_2d:
+            valid &= np.linalg.norm(np.where(valid[:, None], blocks[name_2d], 0.0), axis=1) > 1e-12
+        n_valid = int(valid.sum())
+        if n_valid == 0:
+            raise FeatureInputError(f"none of the {n} faces has complete features (NaN/inf in {used})")
+        if n_valid > MAX_DENSE_FACES:
+            raise FeatureInputError(f"{n_valid} faces exceed the dense path's limit of {MAX_DENSE_FACES} "
+                                    f"(three {n_valid}x{n_valid} matrices); cluster a subset")
+        if n_valid < n:
+            log.warning("%d of %d faces have incomplete features (NaN/inf or an all-zero 2D embedding) and get "
+                        "label -1", n - n_valid, n)
+        self._check_sizes(n_valid)
+        metric = FusedMetric.fit({name: block[valid] for name, block in blocks.items() if name in used},
+                                 fusion=self.fusion, block_2d=self.block_2d, blocks_3d=names_3d)
+        _ = metric.block_distances
+        self.distance_ = metric
+        self.valid_index_ = np.flatnonzero(valid)
+        self.invalid_mask_ = ~valid
+        self._blocks = blocks
+        self._groups = groups_arr
+        self._n_faces = n
+        self._cache_key = self._cache_params()
+        return self._cluster(prepare=time.perf_counter() - start, reused=False)
+
+    def fit_predict(self, X: Features | Mapping[str, np.ndarray], y: None = None,
+                    groups: Sequence | np.ndarray | None = None) -> np.ndarray:
+        return self.fit(X, groups=groups).labels_
+
+    def refit(self, **params: object) -> HybridClustering:
+        """Set ``params`` and cluster the same faces again, REUSING the per-block distance matrices.
+
+        Meant for sliders: λ, eps, min_samples, n_clusters, noise, cannot_link, n_init, ... change only the
+        weighted sum and the two stages. Changing fusion or the block names rebuilds the cache (a full fit on
+        the features kept from the last :meth:`fit`).
+        """
+        check_is_fitted(self, "distance_")
+        start = time.perf_counter()
+        self.set_params(**params)
+        self._validate_params()
+        if self._cache_params() != self._cache_key:
+            log.info("refit: %s changed, rebuilding the per-block matrices", "/".join(_CACHE_PARAMS))
+            return self.fit(self._blocks, groups=self._groups)
+        self._check_sizes(self.valid_index_.shape[0])
+        return self._cluster(prepare=time.perf_counter() - start, reused=True)
+
+    def _cache_params(self) -> tuple:
+        blocks_3d = None if self.blocks_3d is None else tuple(self.blocks_3d)
+        return self.fusion, self.block_2d, blocks_3d
+
+    def _check_sizes(self, n_valid: int) -> None:
+        if n_valid < self.min_samples:
+            raise FeatureInputError(f"only {n_valid} faces with complete features, fewer than min_samples="
+                                    f"{self.min_samples}: DBSCAN cannot find a dense face; lower min_samples")
+        if self.n_clusters != "auto" and self.n_clusters > n_valid:
+            raise FeatureInputError(f"n_clusters={self.n_clusters} but only {n_valid} faces have complete features")
+
+    def _cluster(self, prepare: float, reused: bool) -> HybridClustering:
+        timings = {"prepare": prepare}
+        metric: FusedMetric = self.distance_
+        lam = float(self.lam)
+        tick = time.perf_counter()
+        fused = metric.pairwise(lam)
+        timings["fuse"] = time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        db = DBSCAN(eps=self.eps, min_samples=self.min_samples, metric="precomputed").fit(fused).labels_
+        timings["dbscan"] = time.perf_counter() - tick
+        core = np.flatnonzero(db >= 0)
+        n_db = int(np.unique(db[core]).size)
+
+        n, valid_idx = self._n_faces, self.valid_index_
+        self.labels_ = np.full(n, -1)
+        self.dbscan_labels_ = np.full(n, -1)
+        self.dbscan_labels_[valid_idx] = db
+        self.noise_mask_ = np.zeros(n, dtype=bool)
+        self.noise_mask_[valid_idx[db < 0]] = True
+        self.fused_distances_ = fused
+        self.auto_k_scores_ = {}
+        self.cannot_link_unassigned_ = 0
+        self.reused_cache_ = reused
+        groups_valid = self._groups[valid_idx] if (self.cannot_link and self._groups is not None) else None
+
+        tick = time.perf_counter()
+        if core.size == 0:
+            warnings.warn(f"DBSCAN marked every face as noise (eps={self.eps}, min_samples={self.min_samples}); "
+                          "every label is -1: raise eps or lower min_samples", stacklevel=3)
+            self.n_clusters_, self.inertia_, self.n_iter_ = 0, 0.0, 0
+            self.centroids_ = {"2d": np.zeros((0, metric.points_2d.shape[1])),
+                               "3d": np.zeros((0, metric.points_3d.shape[1]))}
+            self.n_clusters_reason_ = (f"DBSCAN (eps={self.eps}, min_samples={self.min_samples}) marked every "
+                                       "face as noise, so no cluster was formed.")
+            timings["kmeans"] = timings["assign"] = 0.0
+            timings["total"] = sum(timings.values())
+            self.timings_ = timings
+            return self
+        if self.n_clusters != "auto" and self.n_clusters > core.size:
+            raise FeatureInputError(f"n_clusters={self.n_clusters} but DBSCAN left only {core.size} faces "
+                                    f"(eps={self.eps}, min_samples={self.min_samples}); raise eps, lower "
+                                    "min_samples or lower n_clusters")
+        core_groups = group_index(groups_valid[core]) if groups_valid is not None else []
+        D_core = fused[np.ix_(core, core)]
+        rng = check_random_state(self.random_state)
+        result = self._stage2(metric, lam, core, D_core, n_db, core_groups, rng)
+        timings["kmeans"] = time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        core_labels = result.labels
+        self.labels_[valid_idx[core]] = core_labels
+        unassigned = int((core_labels < 0).sum())
+        if self.noise == "assign" and core.size < valid_idx.size:
+            noise_pos = np.flatnonzero(db < 0)
+            dist = metric.to_centroids(lam, result.centroids, noise_pos)
+            forbidden, noise_groups = None, []
+            if groups_valid is not None:
+                forbidden = _taken_by_group(groups_valid, core, core_labels, noise_pos, dist.shape[1])
+                noise_groups = group_index(groups_valid[noise_pos])
+            noise_labels = assign(dist, noise_groups, forbidden)
+            self.labels_[valid_idx[noise_pos]] = noise_labels
+            unassigned += int((noise_labels < 0).sum())
+        timings["assign"] = time.perf_counter() - tick
+        self.cannot_link_unassigned_ = unassigned
+        if unassigned:
+            log.warning("%d face(s) share a photo with more faces than clusters and stay -1 (cannot-link)", unassigned)
+        self.centroids_ = result.centroids
+        self.inertia_, self.n_iter_ = result.inertia, result.n_iter
+        found = np.unique(core_labels[core_labels >= 0]).size
+        if found < self.n_clusters_:
+            warnings.warn(f"only {found} distinct clusters found for k={self.n_clusters_}: the faces have fewer "
+                          "distinct positions than clusters (duplicates)", stacklevel=3)
+        timings["total"] = sum(timings.values())
+        self.timings_ = timings
+        return self
+
+    def _stage2(self, metric: FusedMetric, lam: float, core: np.ndarray, D_core: np.ndarray, n_db: int,
+                groups: list[np.ndarray], rng: np.random.RandomState) -> KMeansResult:
+        def run(k: int, n_init: int = self.n_init) -> KMeansResult:
+            return fused_kmeans(metric, lam, core, D_core, k, groups=groups, n_init=n_init,
+                                max_iter=self.max_iter, tol=self.tol, rng=rng)
+
+        db_text = f"DBSCAN (eps={self.eps}, min_samples={self.min_samples}) found {n_db} cluster(s)"
+        if self.n_clusters != "auto":
+            self.n_clusters_ = int(self.n_clusters)
+            self.n_clusters_reason_ = f"Given: n_clusters={self.n_clusters}; {db_text} and left {core.size} faces."
+            return run(self.n_clusters_)
+        floor = max((g.shape[0] for g in groups), default=1)
+        span = max(AUTO_K_MIN_SPAN, math.ceil(AUTO_K_REL_SPAN * n_db))
+        lo = max(2, n_db - span, floor)
+        hi = min(max(n_db + span, lo), core.size - 1)
+        if lo > hi:
+            k = min(max(n_db, floor, 1), core.size)
+            self.n_clusters_ = k
+            self.n_clusters_reason_ = (f"{db_text}; with only {core.size} faces left no silhouette sweep is "
+                                       f"possible, so k={k}.")
+            return run(k)
+        results = self._sweep(lo, hi, n_db, lambda k: run(k, 1), D_core)
+        best = max(results, key=lambda k: (self.auto_k_scores_[k], -abs(k - n_db), -k))
+        best_score = self.auto_k_scores_[best]
+        if n_db <= 1 and floor <= 1 and best_score < SINGLE_CLUSTER_SILHOUETTE:
+            self.n_clusters_ = 1
+            self.n_clusters_reason_ = (f"{db_text}; no split in k={lo}..{hi} reaches silhouette "
+                                       f"{SINGLE_CLUSTER_SILHOUETTE} (best {best_score:.3f} at k={best}), so k=1.")
+            return run(1)
+        self.n_clusters_ = best
+        result = results[best]
+        if self.n_init > 1:
+            more = run(best, self.n_init - 1)
+            result = more if more.inertia < result.inertia else result
+        floor_text = f", at least {floor} (the largest photo's faces)" if floor > 1 else ""
+        self.n_clusters_reason_ = (f"{db_text}; k={best} has the highest silhouette ({best_score:.3f}) on the fused "
+                                   f"distance among the {len(results)} k scored in {lo}..{hi} (DBSCAN's count ± "
+                                   f"max({AUTO_K_MIN_SPAN}, {AUTO_K_REL_SPAN:.0%}){floor_text}).")
+        return result
+
+    def _sweep(self, lo: int, hi: int, n_db: int, run: Callable[[int], KMeansResult],
+               D_core: np.ndarray) -> dict[int, KMeansResult]:
+        """Score k in lo..hi by silhouette (into ``auto_k_scores_``), coarse-to-fine when there are many."""
+        results: dict[int, KMeansResult] = {}
+
+        def score(ks: Iterable[int]) -> None:
+            for k in ks:
+                if k not in results:
+                    results[k] = run(k)
+                    try:
+                        self.auto_k_scores_[k] = silhouette(results[k].labels, D_core)
+                    except MetricInputError:  # fewer than 2 distinct clusters: duplicates everywhere
+                        self.auto_k_scores_[k] = -np.inf
+
+        grid = np.unique(np.linspace(lo, hi, min(AUTO_K_GRID, hi - lo + 1)).round().astype(int)).tolist()
+        score(grid)
+        if len(grid) < hi - lo + 1:
+            i = grid.index(max(grid, key=lambda k: (self.auto_k_scores_[k], -abs(k - n_db), -k)))
+            score(range(grid[max(i - 1, 0)] + 1, grid[min(i + 1, len(grid) - 1)]))
+        return results
+
+
+def _taken_by_group(groups: np.ndarray, core: np.ndarray, core_labels: np.ndarray, noise_pos: np.ndarray,
+                    k: int) -> np.ndarray:
+    """(len(noise_pos), k) True where a noise face's photo already has a partitioned face in that cluster."""
+    taken: dict[object, set[int]] = {}
+    for g, label in zip(groups[core].tolist(), core_labels.tolist(), strict=True):
+        if label >= 0:
+            taken.setdefault(g, set()).add(label)
+    forbidden = np.zeros((noise_pos.shape[0], k), dtype=bool)
+    for i, g in enumerate(groups[noise_pos].tolist()):
+        for label in taken.get(g, ()):
+            forbidden[i, label] = True
+    return forbidden

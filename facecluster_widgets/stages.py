@@ -1,0 +1,215 @@
+"""The method's stages as the pipeline engine runs them: what each computes for one image, the store
+key it is filed under, and which per-face outputs become table columns or aligned arrays.
+
+Every stage works on all faces of one image at once (arrays lead with the face axis), so the store
+holds one entry per image and stage. A face a stage cannot process gets NaN there, and the run
+report counts it; its row stays in the table.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from .config import MAX_IMAGE_PIXELS, THUMBNAIL_SIZE
+from .detect import Detection, get_detector
+from .embed import DEFAULT_EMBEDDER, EmbedInput, get_embedder
+from .errors import FaceclusterError
+from .io.images import decode_image, thumbnail
+from .recon.mesh import MeshReconstructor
+from .standardize import StandardiseConfig, crop_box, standardise
+from .store import Result, Stage
+
+log = logging.getLogger(__name__)
+
+#: The detector used when none is named.
+DEFAULT_DETECTOR = "whole"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Every choice that changes what ``extract`` computes; each enters the store key of its stage."""
+
+    detector: str = DEFAULT_DETECTOR
+    detector_params: dict = field(default_factory=dict)
+    standardise: StandardiseConfig = field(default_factory=StandardiseConfig)
+    embedder: str = DEFAULT_EMBEDDER
+    embedder_params: dict = field(default_factory=dict)
+    mesh: bool = True
+    max_pixels: int = MAX_IMAGE_PIXELS
+
+
+@dataclass
+class StageTimer:
+    """Seconds spent and items processed per step, for the run report and benchmarks."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, step: str, seconds: float, n: int = 1) -> None:
+        self.seconds[step] = self.seconds.get(step, 0.0) + seconds
+        self.counts[step] = self.counts.get(step, 0) + n
+
+    def to_dict(self) -> dict:
+        return {"seconds": {k: round(v, 4) for k, v in self.seconds.items()}, "counts": dict(self.counts)}
+
+
+class ImageWork:
+    """One image on its way through the stages: pixels decoded lazily, once; results by stage name."""
+
+    def __init__(self, path: Path, image_id: str, max_pixels: int, timer: StageTimer) -> None:
+        self.path, self.image_id, self.max_pixels, self.timer = path, image_id, max_pixels, timer
+        self.results: dict[str, Result] = {}
+        self._decoded: tuple[np.ndarray, dict] | None = None
+        self._detections: list[Detection] | None = None
+
+    def decoded(self) -> tuple[np.ndarray, dict]:
+        if self._decoded is None:
+            t0 = time.perf_counter()
+            rgb, info = decode_image(self.path, self.max_pixels)
+            self.timer.add("decode", time.perf_counter() - t0)
+            self._decoded = (rgb, info.to_dict())
+        return self._decoded
+
+    @property
+    def rgb(self) -> np.ndarray:
+        return self.decoded()[0]
+
+    @property
+    def detections(self) -> list[Detection]:
+        if self._detections is None:
+            self._detections = detections_from(self.results["detect"])
+        return self._detections
+
+
+@dataclass(frozen=True)
+class StageRunner:
+    """A stage as the engine runs it.
+
+    ``columns`` maps a faces-table column to the per-face scalar array that fills it; ``arrays`` maps
+    a store array name (aligned with the table) to the per-face array that fills it.
+    """
+
+    stage: Stage
+    compute: Callable[[ImageWork], tuple[dict[str, np.ndarray], dict]]
+    columns: Mapping[str, str] = field(default_factory=dict)
+    arrays: Mapping[str, str] = field(default_factory=dict)
+
+
+def build_stages(config: PipelineConfig, resources: ExitStack) -> list[StageRunner]:
+    """The stages of a run, in order. Models load lazily; ``resources`` closes them after the run."""
+    detector = get_detector(config.detector, **config.detector_params)
+    resources.callback(getattr(detector, "close", lambda: None))
+    image = Stage("image", 1, {"thumbnail": THUMBNAIL_SIZE, "max_pixels": config.max_pixels})
+    detect = Stage("detect", 1, {"backend": detector.name, **detector.params(), "max_pixels": config.max_pixels})
+
+    def run_image(work: ImageWork) -> tuple[dict, dict]:
+        rgb, info = work.decoded()
+        return {"thumbnail": thumbnail(rgb)}, info
+
+    def run_detect(work: ImageWork) -> tuple[dict, dict]:
+        detections = detector.detect(work.rgb)
+        return detections_to_arrays(detections), {"sources": [d.source for d in detections]}
+
+    runners = [StageRunner(image, run_image), StageRunner(detect, run_detect),
+               _standardise_stage(config.standardise, detect),
+               _embed_stage(config, detect)]
+    if config.mesh:
+        reconstructor = resources.enter_context(MeshReconstructor())
+        runners.append(_mesh_stage(reconstructor, detect))
+    return runners
+
+
+def _standardise_stage(cfg: StandardiseConfig, detect: Stage) -> StageRunner:
+    stage = Stage("standardise", 1, cfg.to_dict(), (detect,))
+    unaligned = replace(cfg, align=False)
+
+    def run(work: ImageWork) -> tuple[dict, dict]:
+        n, size = len(work.detections), cfg.size
+        final = np.zeros((n, size, size), np.uint8) if cfg.grey else np.zeros((n, size, size, 3), np.uint8)
+        crops = np.zeros((n, size, size, 3), np.uint8)
+        residual = np.full(n, np.nan, np.float32)
+        matrices = np.full((n, 2, 3), np.nan, np.float32)
+        for i, det in enumerate(work.detections):
+            if det.points5 is not None:
+                face = standardise(work.rgb, det.points5, cfg)
+                residual[i] = face.similarity.rms_residual
+                matrices[i] = face.similarity.matrix
+            else:  # no landmarks: the detection box, unrotated
+                crop, sim = crop_box(work.rgb, det.box, size)
+                face = standardise(crop, None, unaligned)
+                matrices[i] = sim.matrix
+            final[i], crops[i] = face.final, face.aligned_rgb
+        return {"final": final, "crop": crops, "residual": residual, "matrix": matrices}, {}
+
+    return StageRunner(stage, run, columns={"align_residual": "residual"},
+                       arrays={"face_crop": "crop", "face_standardised": "final"})
+
+
+def _embed_stage(config: PipelineConfig, detect: Stage) -> StageRunner:
+    embedder = get_embedder(config.embedder, **config.embedder_params)
+    stage = Stage("embed", 1, {"backend": embedder.name, **embedder.params()}, (detect,))
+
+    def run(work: ImageWork) -> tuple[dict, dict]:
+        inputs = [EmbedInput.from_detection(work.rgb, det) for det in work.detections]
+        vectors = embedder.embed(inputs) if inputs else np.zeros((0, embedder.dim), np.float32)
+        return {"embedding": vectors}, {"failed": int(np.isnan(vectors).any(axis=1).sum())}
+
+    return StageRunner(stage, run, arrays={"feature_2d": "embedding"})
+
+
+def _mesh_stage(reconstructor: MeshReconstructor, detect: Stage) -> StageRunner:
+    stage = Stage("mesh", 1, reconstructor.params(), (detect,))
+
+    def run(work: ImageWork) -> tuple[dict, dict]:
+        n = len(work.detections)
+        vertices = np.full((n, 468, 3), np.nan, np.float32)
+        pose = np.full((n, 3), np.nan, np.float32)
+        for i, det in enumerate(work.detections):
+            try:
+                mesh = reconstructor.reconstruct(work.rgb, det.points5, det.box)
+            except FaceclusterError as exc:
+                log.warning("%s face %d: no mesh (%s)", work.path, i, exc)
+                mesh = None
+            if mesh is None:
+                continue
+            vertices[i] = mesh.vertices_image if mesh.vertices_image is not None else mesh.vertices
+            p = mesh.pose
+            pose[i] = (p.yaw, p.pitch, p.roll)
+        return {"vertices": vertices, "pose": pose}, {"failed": int(np.isnan(pose).any(axis=1).sum())}
+
+    return StageRunner(stage, run, columns={"yaw": ("pose", 0), "pitch": ("pose", 1), "roll": ("pose", 2)},
+                       arrays={"mesh_vertices": "vertices"})
+
+
+def detections_to_arrays(detections: list[Detection]) -> dict[str, np.ndarray]:
+    """Detections as fixed-shape arrays (NaN where a backend gives no landmarks), for the store."""
+    n = len(detections)
+    points5 = np.full((n, 5, 2), np.nan, np.float32)
+    points68 = np.full((n, 68, 2), np.nan, np.float32)
+    for i, d in enumerate(detections):
+        if d.points5 is not None:
+            points5[i] = d.points5
+        if d.points68 is not None:
+            points68[i] = d.points68
+    return {"boxes": np.array([d.box for d in detections], np.float32).reshape(n, 4),
+            "scores": np.array([d.score for d in detections], np.float32), "points5": points5,
+            "points68": points68}
+
+
+def detections_from(result: Result) -> list[Detection]:
+    arrays, sources = result.arrays, result.meta.get("sources", [])
+    out = []
+    for i, box in enumerate(arrays["boxes"]):
+        p5, p68 = arrays["points5"][i], arrays["points68"][i]
+        out.append(Detection(box=tuple(float(v) for v in box), score=float(arrays["scores"][i]),
+                             points5=None if np.isnan(p5).all() else p5,
+                             points68=None if np.isnan(p68).all() else p68,
+                             source=sources[i] if i < len(sources) else ""))
+    return out
