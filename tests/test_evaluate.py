@@ -1,0 +1,71 @@
+"""The evaluation harness on synthetic identities: every method runs, the table has the method's shape,
+the λ sweep and DBSCAN figures are computed, and results are reproducible."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facecluster_widgets.evaluate import COLUMNS, METHODS, evaluate_features
+from facecluster_widgets.synthetic import make_identity_features
+
+
+@pytest.fixture(scope="module")
+def faces():
+    blocks, y = make_identity_features(n_ids=8, per_id=12, d2=64, blocks_3d={"shape": 6, "curvature": 4}, noise2=0.4,
+                                       seed=3)
+    return blocks, np.array([f"person{i}" for i in y])
+
+
+@pytest.fixture(scope="module")
+def result(faces):
+    blocks, labels = faces
+    conditions = np.where(np.arange(len(labels)) % 4 == 0, "profile", "frontal")
+    return evaluate_features(blocks, labels, name="synthetic", conditions=conditions)
+
+
+def test_table_has_every_method_and_metric(result):
+    assert list(result.table.index) == list(METHODS)
+    assert list(result.table.columns) == list(COLUMNS)
+    assert result.table.loc["full", "ari"] > 0.9
+    assert result.table.loc["kmeans-true-k", "clusters_found"] == 8
+    assert (result.table["clusters_true"] == 8).all()
+
+
+def test_sweep_covers_lambda_and_dbscan_figures_are_consistent(result):
+    sweep = result.lam_sweep
+    assert sweep["lam"].iloc[0] == 0.0 and sweep["lam"].iloc[-1] == 1.0 and len(sweep) == 21
+    assert sweep["ari"].between(-1, 1).all()
+    d = result.dbscan
+    assert 0 <= d["noise_fraction"] <= 1
+    assert d["silhouette_change"] == pytest.approx(d["silhouette_hybrid"] - d["silhouette_kmeans"])
+
+
+def test_subsets_and_markdown(result):
+    assert set(result.subsets.index.get_level_values("subset")) == {"frontal", "profile"}
+    text = result.to_markdown()
+    assert "Full method" in text and "λ sweep" in text and "DBSCAN stage" in text
+
+
+def test_reproducible(faces):
+    blocks, labels = faces
+    a = evaluate_features(blocks, labels, methods=["full", "2d-only"])
+    b = evaluate_features(blocks, labels, methods=["full", "2d-only"])
+    assert a.table.drop(columns="seconds").equals(b.table.drop(columns="seconds"))
+
+
+def test_without_3d_blocks_the_3d_methods_are_skipped_with_a_note(faces):
+    blocks, labels = faces
+    out = evaluate_features({"2d": blocks["2d"]}, labels, methods=["full", "dbscan", "kmeans-true-k"])
+    assert list(out.table.index) == ["dbscan", "kmeans-true-k"]
+    assert any("skipped full" in note for note in out.notes)
+
+
+def test_unlabelled_rows_are_left_out_and_all_missing_is_an_error(faces):
+    blocks, labels = faces
+    partial = labels.astype(object)
+    partial[:10] = None
+    out = evaluate_features(blocks, partial, methods=["dbscan"])
+    assert out.table.loc["dbscan", "clusters_true"] == 8
+    with pytest.raises(Exception, match="no face has a label"):
+        evaluate_features(blocks, [None] * len(labels), methods=["dbscan"])
