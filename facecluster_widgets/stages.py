@@ -28,8 +28,9 @@ from .store import Result, Stage
 
 log = logging.getLogger(__name__)
 
-#: The detector used when none is named.
-DEFAULT_DETECTOR = "whole"
+#: The detector used when none is named: mediapipe full range, then dlib HOG, then mediapipe short range on
+#: a padded image (finds 100 % of lfw10/orl/yale images and 99.9 % of cfp100, profiles included).
+DEFAULT_DETECTOR = "auto"
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,8 @@ def build_stages(config: PipelineConfig, resources: ExitStack) -> list[StageRunn
         detections = detector.detect(work.rgb)
         return detections_to_arrays(detections), {"sources": [d.source for d in detections]}
 
-    runners = [StageRunner(image, run_image), StageRunner(detect, run_detect),
+    runners = [StageRunner(image, run_image),
+               StageRunner(detect, run_detect, columns={"landmark_quality": "quality"}),
                _standardise_stage(config.standardise, detect),
                _embed_stage(config, detect)]
     if config.mesh:
@@ -200,16 +202,19 @@ def detections_to_arrays(detections: list[Detection]) -> dict[str, np.ndarray]:
             points68[i] = d.points68
     return {"boxes": np.array([d.box for d in detections], np.float32).reshape(n, 4),
             "scores": np.array([d.score for d in detections], np.float32), "points5": points5,
-            "points68": points68}
+            "points68": points68,
+            "quality": np.array([np.nan if d.landmark_quality is None else d.landmark_quality for d in detections],
+                                np.float32)}
 
 
 def detections_from(result: Result) -> list[Detection]:
     arrays, sources = result.arrays, result.meta.get("sources", [])
     out = []
     for i, box in enumerate(arrays["boxes"]):
-        p5, p68 = arrays["points5"][i], arrays["points68"][i]
+        p5, p68, quality = arrays["points5"][i], arrays["points68"][i], float(arrays["quality"][i])
         out.append(Detection(box=tuple(float(v) for v in box), score=float(arrays["scores"][i]),
                              points5=None if np.isnan(p5).all() else p5,
                              points68=None if np.isnan(p68).all() else p68,
-                             source=sources[i] if i < len(sources) else ""))
+                             source=sources[i] if i < len(sources) else "",
+                             landmark_quality=None if np.isnan(quality) else quality))
     return out

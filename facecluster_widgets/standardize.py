@@ -174,19 +174,6 @@ def gamma(image: np.ndarray, g: float) -> np.ndarray:
 # ---------------------------------------------------------------- geometry
 
 
-def points5_from_68(points68: np.ndarray) -> np.ndarray:
-    """The 5 alignment points (:data:`POINTS5_ORDER`) from iBUG/dlib 68 landmarks.
-
-    Eye centres are the means of each eye's six contour points (36-41 on the image's left,
-    42-47 on its right), the nose tip is point 30 and the mouth corners are 48 and 54.
-    """
-    pts = np.asarray(points68, dtype=np.float64)
-    if pts.shape != (68, 2):
-        raise FaceclusterError(f"points68 must have shape (68, 2), got {pts.shape}")
-    _check_finite(pts, "points68")
-    return np.stack([pts[36:42].mean(axis=0), pts[42:48].mean(axis=0), pts[30], pts[48], pts[54]])
-
-
 def template_points(size: int = 112, padding: float = 0.0) -> np.ndarray:
     """The ArcFace template in :data:`POINTS5_ORDER` for a ``size`` square crop.
 

@@ -35,6 +35,6 @@ def test_errors_exit_2_with_a_message(tmp_path, capsys):
 
 
 def test_extract_command(tmp_path, lfw10, capsys):
-    assert main(["extract", str(lfw10), "--out", str(tmp_path / "s"), "--no-progress"]) == 0
+    assert main(["extract", str(lfw10), "--out", str(tmp_path / "s"), "--no-progress", "--detector", "whole"]) == 0
     out = capsys.readouterr().out
     assert "images:     100" in out and "faces:      100" in out

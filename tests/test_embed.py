@@ -14,11 +14,11 @@ import dlib
 import numpy as np
 import pytest
 
+from facecluster_widgets.detect.base import points5_from_68
 from facecluster_widgets.embed import embedders, get_embedder
 from facecluster_widgets.embed.base import (
     EmbedInput,
     l2_normalise,
-    points5_from_68,
 )
 from facecluster_widgets.embed.dlib_backend import DlibEmbedder
 from facecluster_widgets.errors import EmbedInputError, FaceclusterError, ModelFileError, ModelMissingError

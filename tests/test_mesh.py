@@ -15,6 +15,7 @@ import trimesh
 from scipy.spatial.transform import Rotation
 
 from facecluster_widgets import standardize as st
+from facecluster_widgets.detect.base import points5_from_68
 from facecluster_widgets.errors import FaceclusterError
 from facecluster_widgets.io.images import read_image
 from facecluster_widgets.recon import mediapipe_topology as topo
@@ -66,7 +67,7 @@ def lfw_meshes(lfw10, dlib_landmarks, reconstructor):
     out = []
     for rgb in _first_photos(lfw10, 10):
         p68 = dlib_landmarks(rgb)
-        out.append((rgb, p68, reconstructor.reconstruct(rgb, st.points5_from_68(p68))))
+        out.append((rgb, p68, reconstructor.reconstruct(rgb, points5_from_68(p68))))
     return out
 
 
@@ -144,7 +145,7 @@ def test_meshes_real_faces_and_maps_them_back_to_the_photo(lfw_meshes, orl, yale
     errors = np.concatenate(errors)
     assert np.median(errors) < 0.05 and errors.max() < 0.2
     for rgb in _first_photos(orl, 4) + _first_photos(yale, 4):
-        mesh = reconstructor.reconstruct(rgb, st.points5_from_68(dlib_landmarks(rgb)))
+        mesh = reconstructor.reconstruct(rgb, points5_from_68(dlib_landmarks(rgb)))
         assert mesh is not None
 
 
@@ -168,7 +169,7 @@ def test_mirroring_flips_yaw_and_roll(lfw_meshes, dlib_landmarks, reconstructor)
     assert turned, "lfw10 should hold a face turned by more than 8 degrees"
     for rgb, mesh in turned:
         flipped = np.ascontiguousarray(rgb[:, ::-1])
-        pose = reconstructor.reconstruct(flipped, st.points5_from_68(dlib_landmarks(flipped))).pose
+        pose = reconstructor.reconstruct(flipped, points5_from_68(dlib_landmarks(flipped))).pose
         assert np.sign(pose.yaw) == -np.sign(mesh.pose.yaw)
         assert abs(pose.yaw + mesh.pose.yaw) < 5
         assert abs(pose.roll + mesh.pose.roll) < 3
@@ -181,7 +182,7 @@ def test_in_plane_rotation_changes_roll_by_that_angle(lfw_meshes, reconstructor)
         ccw = cv2.getRotationMatrix2D((w / 2, h / 2), 20.0, 1.0)  # +20 deg counter-clockwise on screen
         rotated = cv2.warpAffine(rgb, ccw, (w, h), borderMode=cv2.BORDER_REPLICATE)
         # dlib's frontal detector misses tilted faces, so the 5 points are carried along exactly
-        points5 = st.points5_from_68(p68) @ ccw[:, :2].T + ccw[:, 2]
+        points5 = points5_from_68(p68) @ ccw[:, :2].T + ccw[:, 2]
         pose = reconstructor.reconstruct(rotated, points5).pose
         assert pose.roll - mesh.pose.roll == pytest.approx(-20.0, abs=3.0)  # roll > 0 is clockwise
         assert abs(pose.yaw - mesh.pose.yaw) < 3
@@ -240,7 +241,7 @@ def test_canonical_mesh_rejects_bad_vertices():
 
 
 def test_mesh_stage_speed_and_graph_reuse(lfw_meshes):
-    crops = [st.align(rgb, st.points5_from_68(p68), 256, 0.5) for rgb, p68, _ in lfw_meshes]
+    crops = [st.align(rgb, points5_from_68(p68), 256, 0.5) for rgb, p68, _ in lfw_meshes]
     with MeshReconstructor() as rec:
         rec.reconstruct_crop(*crops[0])  # build the graph outside the timing
         graph = rec._graph

@@ -37,9 +37,9 @@ def two_faces():
 
 
 def test_warm_rerun_decodes_nothing(tmp_path, lfw10):
-    fc.extract(lfw10, tmp_path / "s", progress=False)
+    fc.extract(lfw10, tmp_path / "s", detector="whole", progress=False)
     cold = fc.open_store(tmp_path / "s").read_json("run")
-    fc.extract(lfw10, tmp_path / "s", progress=False)
+    fc.extract(lfw10, tmp_path / "s", detector="whole", progress=False)
     warm = fc.open_store(tmp_path / "s").read_json("run")
     assert cold["counts"]["decode"] == 100 and cold["counts"]["detect"] == 100  # each image decoded once
     assert not {"decode", "image", "detect"} & set(warm["counts"])
@@ -75,7 +75,7 @@ def test_bad_files_keep_a_row_with_the_reason(tmp_path, lfw10):
     shutil.copytree(lfw10 / "Ariel_Sharon", folder / "ariel")
     (folder / "ariel" / "broken.jpg").write_text("not a jpeg")
     (folder / "ariel" / "empty.png").write_bytes(b"")
-    store = fc.extract(folder, tmp_path / "s", progress=False)
+    store = fc.extract(folder, tmp_path / "s", detector="whole", progress=False)
     errors = store.errors
     assert sorted(errors["path"].str.rsplit("/", n=1).str[-1]) == ["broken.jpg", "empty.png"]
     assert errors["reason"].str.len().min() > 5
@@ -90,16 +90,34 @@ def test_duplicate_files_get_distinct_ids_and_a_pointer(tmp_path, lfw10):
     first = sorted(lfw10.rglob("*.jpg"))[0]
     shutil.copy(first, folder / "a.jpg")
     shutil.copy(first, folder / "b.jpg")
-    table = fc.extract(folder, tmp_path / "s", progress=False).table
+    table = fc.extract(folder, tmp_path / "s", detector="whole", progress=False).table
     assert table["face_id"].is_unique
     assert table["duplicate_of"].isna().sum() == 1
     assert table["duplicate_of"].dropna().iloc[0] == table["face_id"].iloc[0]
 
 
 def test_features_are_aligned_with_the_table(tmp_path, lfw10):
-    store = fc.extract(lfw10, tmp_path / "s", progress=False)
+    store = fc.extract(lfw10, tmp_path / "s", detector="whole", progress=False)
     n = len(store.table)
     store.write_array("feature_2d", np.ones((n, 3), np.float32))
     features = store.features
     assert features.names == ["2d"] and features["2d"].shape == (n, 3) and features.valid.all()
     assert list(features.face_ids) == store.table["face_id"].tolist()
+
+
+def test_default_pipeline_on_real_faces(tmp_path, lfw10):
+    """The real models end to end on a few photos: one face each, landmarks, a 128-D unit embedding,
+    a 468-vertex mesh with a plausible pose, and an aligned crop."""
+    photos = sorted(lfw10.rglob("*.jpg"))[::20]
+    store = fc.extract(photos, tmp_path / "s", progress=False)
+    table = store.table
+    assert (table["status"] == "ok").all() and len(table) == len(photos)
+    assert table["landmark_quality"].gt(0.5).all() and table["align_residual"].lt(10).all()
+    assert table["yaw"].abs().lt(60).all()
+    emb = store.features["2d"]
+    assert emb.shape == (len(photos), 128)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    assert store.read_array("mesh_vertices").shape == (len(photos), 468, 3)
+    assert store.read_array("face_crop").shape == (len(photos), 112, 112, 3)
+    run = store.read_json("run")
+    assert run["missing"] == {"feature_2d": 0}

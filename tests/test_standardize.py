@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from facecluster_widgets import standardize as st
+from facecluster_widgets.detect.base import points5_from_68
 from facecluster_widgets.errors import FaceclusterError
 from facecluster_widgets.io.images import read_image
 
@@ -27,7 +28,7 @@ def dlib_points5():
         assert rects, "dlib found no face"
         rect = max(rects, key=lambda r: r.width() * r.height())
         shape = predictor(rgb, rect)
-        return st.points5_from_68(np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64))
+        return points5_from_68(np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64))
 
     return points5
 

@@ -16,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..detect.base import Detection
+from ..detect.base import Detection, points5_from_68
 from ..errors import CropError, EmbedInputError, FaceclusterError
 
 logger = logging.getLogger(__name__)
@@ -93,12 +93,6 @@ def l2_normalise(rows: np.ndarray) -> np.ndarray:
     out = np.full(rows.shape, np.nan)
     np.divide(rows, norms, out=out, where=usable)
     return out.astype(np.float32)
-
-
-def points5_from_68(points68: np.ndarray) -> np.ndarray:
-    """The 5 ArcFace alignment points from an iBUG 68 layout: eye centres, nose tip, mouth corners."""
-    p = np.asarray(points68, dtype=np.float64)
-    return np.stack([p[36:42].mean(axis=0), p[42:48].mean(axis=0), p[30], p[48], p[54]])
 
 
 def alignment_points5(face: EmbedInput) -> np.ndarray:

@@ -19,6 +19,7 @@ from pathlib import Path
 import dlib
 import numpy as np
 
+from ..detect.base import points5_from_68
 from ..errors import CropError, FaceclusterError, ModelMissingError
 from .base import (
     EmbedInput,
@@ -26,7 +27,6 @@ from .base import (
     check_points5,
     embed_in_batches,
     file_identity,
-    points5_from_68,
 )
 
 logger = logging.getLogger(__name__)
