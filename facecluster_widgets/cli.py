@@ -48,6 +48,20 @@ def _parser() -> argparse.ArgumentParser:
     extract.add_argument("--detector", default=None, help="face detector backend (default: the pipeline's)")
     extract.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     extract.set_defaults(run=_extract)
+
+    evaluate = sub.add_parser("evaluate", help="the method's experiment: a Table-2-style comparison per dataset",
+                              description="Extracts each DATA (resumably) and scores the full method, its "
+                              "baselines and the usual peers against the folder labels. Writes <name>.md, "
+                              "<name>.csv, <name>_lambda.csv (and <name>_subsets.csv) per dataset and report.md.")
+    evaluate.add_argument("data", nargs="+", metavar="DATA")
+    evaluate.add_argument("--protocol", choices=("clean", "merged"), default="clean",
+                          help="clean: each DATA alone; merged: all DATA as one collection (labels kept apart)")
+    evaluate.add_argument("--out", default="evaluation", metavar="DIR", help="report folder (default: evaluation)")
+    evaluate.add_argument("--stores", default=None, metavar="DIR",
+                          help="folder of per-dataset stores (default: the cache folder)")
+    evaluate.add_argument("--methods", nargs="+", default=None, help="subset of methods (default: all)")
+    evaluate.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    evaluate.set_defaults(run=_evaluate)
     return parser
 
 
@@ -100,6 +114,39 @@ def _extract(args: argparse.Namespace) -> int:
     errors = store.errors
     for row in errors.itertuples():
         print(f"  {row.path}: {row.reason}")
+    return 0
+
+
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .config import default_cache_dir
+    from .evaluate import evaluate
+    from .io.datasets import combine_sources
+    from .pipeline import extract
+
+    sources = [load_faces(d) for d in args.data]
+    if args.protocol == "merged":
+        sources = [combine_sources(sources, name="merged")]
+    stores = Path(args.stores) if args.stores else default_cache_dir()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sections = []
+    for source in sources:
+        store = extract(source, stores / source.name, progress=not args.no_progress)
+        result = evaluate(store, methods=args.methods or "all", name=source.name)
+        result.table.to_csv(out / f"{source.name}.csv", index_label="method")
+        result.lam_sweep.to_csv(out / f"{source.name}_lambda.csv", index=False)
+        if not result.subsets.empty:
+            result.subsets.to_csv(out / f"{source.name}_subsets.csv")
+        text = result.to_markdown()
+        (out / f"{source.name}.md").write_text(text)
+        sections.append(text)
+        print(text)
+    (out / "report.md").write_text("# Evaluation\n\n" + "\n".join(sections))
+    print(f"written: {out / 'report.md'}")
     return 0
 
 

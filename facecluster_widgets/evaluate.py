@@ -27,6 +27,7 @@ from .features import Features
 from .fusion import BLOCK_2D, FusedMetric, as_blocks, valid_rows
 from .metrics import evaluate as score
 from .metrics import silhouette
+from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,36 @@ def evaluate_features(features: Features | Mapping[str, np.ndarray], labels: Seq
     sweep = _lam_sweep(model, metric, ok, codes, lam_grid) if model is not None and names_3d else pd.DataFrame()
     dbscan = _dbscan_effect(model, metric, random_state) if model is not None else {}
     return Evaluation(name=name, table=table, lam_sweep=sweep, dbscan=dbscan, subsets=subsets, notes=notes)
+
+
+def evaluate(store: Store, *, methods: Sequence[str] | str = "all", subset_by: str | None = "filename",
+             name: str | None = None, random_state: int = 0) -> Evaluation:
+    """The experiment on an extracted store: faces with status "ok" and a label are scored.
+
+    ``subset_by="filename"`` scores subsets named by the file-name prefix before ``_NN`` (cfp100's
+    ``frontal_03.jpg`` / ``profile_02.jpg``: the whole name is ``<word>_<number>``) when every file has one;
+    a column name of the faces table
+    (e.g. ``"condition"``) uses that column; ``None`` adds no subsets.
+    """
+    table = store.table
+    ok = (table["status"] == "ok").to_numpy()
+    faces = table.loc[ok].reset_index(drop=True)
+    run = store.read_json("run")
+    conditions = _conditions(faces, subset_by)
+    return evaluate_features(store.features.subset(ok), faces["label"], name=name or run.get("source", "dataset"),
+                             groups=faces["image_id"], conditions=conditions, methods=methods,
+                             embedder=run.get("config", {}).get("embedder", "dlib"), random_state=random_state)
+
+
+def _conditions(faces: pd.DataFrame, subset_by: str | None) -> pd.Series | None:
+    if subset_by is None:
+        return None
+    if subset_by == "filename":
+        prefix = faces["path"].str.extract(r"(?:^|/)([A-Za-z]+)_\d+\.[^./]+$", expand=False)
+        return prefix if prefix.notna().all() and prefix.nunique() > 1 else None
+    if subset_by not in faces.columns:
+        raise FaceclusterError(f"subset_by={subset_by!r}: no such column in the faces table")
+    return faces[subset_by]
 
 
 def _run(method: str, blocks: dict, codes: np.ndarray, k: int | None, embedder: str, seed: int) -> np.ndarray:

@@ -38,3 +38,21 @@ def test_extract_command(tmp_path, lfw10, capsys):
     assert main(["extract", str(lfw10), "--out", str(tmp_path / "s"), "--no-progress", "--detector", "whole"]) == 0
     out = capsys.readouterr().out
     assert "images:     100" in out and "faces:      100" in out
+
+
+def test_evaluate_writes_the_report(tmp_path, lfw10, capsys):
+    import shutil
+
+    folder = tmp_path / "few"
+    for person in sorted(p for p in lfw10.iterdir() if p.is_dir())[:3]:
+        (folder / person.name).mkdir(parents=True)
+        for photo in sorted(person.glob("*.jpg"))[:4]:
+            shutil.copy(photo, folder / person.name / photo.name)
+    out = tmp_path / "report"
+    code = main(["evaluate", str(folder), "--out", str(out), "--stores", str(tmp_path / "stores"), "--no-progress",
+                 "--methods", "dbscan", "kmeans-true-k"])
+    assert code == 0
+    table = (out / "few.csv").read_text().splitlines()
+    assert table[0].startswith("method,ari,nmi,purity,silhouette")
+    assert [line.split(",")[0] for line in table[1:]] == ["dbscan", "kmeans-true-k"]
+    assert "K-Means on 2D, true k" in (out / "report.md").read_text()

@@ -86,3 +86,11 @@ def test_lfw_offline_gives_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", no_network)
     with pytest.raises(DatasetError, match="LFW needs internet"):
         fc.load_faces("lfw", lfw_data_home=tmp_path)
+
+
+def test_combined_sources_keep_identities_apart(orl, yale):
+    from facecluster_widgets.io.datasets import combine_sources
+
+    merged = combine_sources([fc.load_faces(orl), fc.load_faces(yale)], name="merged")
+    assert len(merged) == 564 and len(merged.identities) == 55
+    assert merged.labels[0].startswith("orl/") and merged.labels[-1].startswith("yale/")

@@ -54,7 +54,7 @@ def test_table_has_one_row_per_face_with_stable_ids(tmp_path, lfw10, two_faces):
     assert (table.groupby("image_id").size() == 2).all()
     again = fc.extract(lfw10, tmp_path / "t", detector="two-faces", progress=False).table
     assert table["face_id"].tolist() == again["face_id"].tolist()
-    assert table["label"].notna().all() and table["label"].nunique() == 10
+    assert table["label"].notna().sum() == 100 and table["label"].nunique() == 10  # the primary face of each photo
 
 
 def test_changed_detector_parameter_recomputes_detection_only(tmp_path, lfw10, two_faces):
@@ -121,3 +121,12 @@ def test_default_pipeline_on_real_faces(tmp_path, lfw10):
     assert store.read_array("face_crop").shape == (len(photos), 112, 112, 3)
     run = store.read_json("run")
     assert run["missing"] == {"feature_2d": 0}
+
+
+def test_labels_go_to_the_primary_face_only(tmp_path, lfw10, two_faces):
+    folder = tmp_path / "photos"
+    shutil.copytree(lfw10 / "Ariel_Sharon", folder / "Ariel_Sharon")
+    table = fc.extract(folder, tmp_path / "s", detector="two-faces", progress=False).table
+    assert table["primary"].sum() == 10  # one per photo
+    assert table.loc[~table["primary"], "label"].isna().all()
+    assert (table.loc[table["primary"], "label"] == "Ariel_Sharon").all()

@@ -194,3 +194,18 @@ def _load_lfw(min_faces: int, data_home: str | os.PathLike | None, labels: str |
     keep = [i for i, label in enumerate(source.labels) if counts.get(label, 0) >= min_faces]
     return FaceSource(paths=tuple(source.paths[i] for i in keep), labels=tuple(source.labels[i] for i in keep),
                       root=folder, name="lfw", skipped=source.skipped)
+
+
+def combine_sources(sources: Sequence[FaceSource], name: str | None = None) -> FaceSource:
+    """One source from several, labels prefixed by their dataset (``"orl/s1"``) so identities never merge
+    by accident of naming; unlabelled parts stay unlabelled."""
+    paths: list[Path] = []
+    labels: list[str | None] = []
+    for source in sources:
+        paths.extend(source.paths)
+        own = source.labels or (None,) * len(source)
+        labels.extend(f"{source.name}/{label}" if label is not None else None for label in own)
+    has_labels = any(label is not None for label in labels)
+    return FaceSource(paths=tuple(paths), labels=tuple(labels) if has_labels else None, root=None,
+                      name=name or "+".join(s.name for s in sources),
+                      skipped=tuple(item for s in sources for item in s.skipped))

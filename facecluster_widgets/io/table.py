@@ -16,7 +16,8 @@ FACE_COLUMNS: dict[str, str] = {
     "image_id": "string",      # BLAKE2b-128 of the file's bytes
     "path": "string",
     "face_index": "int32",     # 0.. within the image; -1 on a row that records an image without a face
-    "label": "string",         # identity when the source names it, else <NA>
+    "label": "string",         # identity when the source names it (the photo's primary face only), else <NA>
+    "primary": "boolean",      # the face a labelled photo is of (largest central face), see pipeline.primary_face
     "dataset": "string",
     "status": "string",        # "ok", "no_face" or "unreadable"
     "reason": "string",        # why a row is not "ok"
@@ -46,6 +47,8 @@ def make_frame(rows: list[dict], columns: dict[str, str]) -> pd.DataFrame:
     for name, dtype in columns.items():
         if dtype.startswith("float"):
             frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(dtype)
+        elif dtype == "boolean":
+            frame[name] = frame[name].astype("boolean")
         elif dtype == "int32":
             frame[name] = frame[name].fillna(-1).astype(np.int32)
         else:
