@@ -12,17 +12,21 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from .config import MAX_IMAGE_PIXELS, THUMBNAIL_SIZE
+from .descriptors import BLOCKS as DESCRIPTOR_BLOCKS
+from .descriptors import DescriptorExtractor
 from .detect import Detection, get_detector
 from .embed import DEFAULT_EMBEDDER, EmbedInput, get_embedder
+from .embed.base import file_identity
 from .errors import FaceclusterError
 from .io.images import decode_image, thumbnail
 from .recon.mesh import MeshReconstructor
+from .recon.morphable import FitSettings, LandmarkFitter, default_model_path, load_morphable_model
 from .standardize import StandardiseConfig, crop_box, standardise
 from .store import Result, Stage
 
@@ -43,6 +47,11 @@ class PipelineConfig:
     embedder: str = DEFAULT_EMBEDDER
     embedder_params: dict = field(default_factory=dict)
     mesh: bool = True
+    #: The linear 3D morphable model: a path, or None for $FACECLUSTER_3DMM / the shared ICT model.
+    morphable_model: str | None = None
+    fit: FitSettings = field(default_factory=FitSettings)
+    #: Fit the 3DMM and compute the 3D descriptors (needs the model file).
+    reconstruct_3d: bool = True
     max_pixels: int = MAX_IMAGE_PIXELS
 
 
@@ -125,7 +134,61 @@ def build_stages(config: PipelineConfig, resources: ExitStack) -> list[StageRunn
     if config.mesh:
         reconstructor = resources.enter_context(MeshReconstructor())
         runners.append(_mesh_stage(reconstructor, detect))
+    if config.reconstruct_3d:
+        runners.extend(_morphable_stages(config, detect))
     return runners
+
+
+def _morphable_stages(config: PipelineConfig, detect: Stage) -> list[StageRunner]:
+    """The 3DMM fit to each face's 68 landmarks, then the 3D descriptors of its identity shape."""
+    path = config.morphable_model or default_model_path()
+    model = load_morphable_model(path)
+    fitter = LandmarkFitter(model, config.fit)
+    extractor = DescriptorExtractor(model, n_identity=config.fit.n_identity)
+    n_alpha, n_beta = config.fit.n_identity, model.n_expression
+    fit_stage = Stage("morphable", 1, {"model": file_identity(path), **asdict(config.fit)}, (detect,))
+    descriptor_stage = Stage("descriptors", 1, {"geodesic_method": "transported"}, (fit_stage,))
+    mean_face = extractor.compute(np.zeros(n_alpha, np.float32))
+    widths = {name: int(mean_face.block(name).shape[0]) for name in DESCRIPTOR_BLOCKS}
+
+    def run_fit(work: ImageWork) -> tuple[dict, dict]:
+        n = len(work.detections)
+        out = {"alpha": np.full((n, n_alpha), np.nan, np.float32), "beta": np.full((n, n_beta), np.nan, np.float32),
+               "rotation": np.full((n, 3, 3), np.nan, np.float32), "scale": np.full(n, np.nan, np.float32),
+               "translation": np.full((n, 2), np.nan, np.float32), "rms_iod": np.full(n, np.nan, np.float32),
+               "angles": np.full((n, 3), np.nan, np.float32)}
+        for i, det in enumerate(work.detections):
+            if det.points68 is None:
+                continue
+            try:
+                fit = fitter.fit(det.points68)
+            except FaceclusterError as exc:
+                log.warning("%s face %d: no 3DMM fit (%s)", work.path, i, exc)
+                continue
+            out["alpha"][i], out["beta"][i], out["rotation"][i] = fit.alpha, fit.beta, fit.R
+            out["scale"][i], out["translation"][i], out["rms_iod"][i] = fit.scale, fit.t, fit.rms_iod
+            out["angles"][i] = fit.angles_deg
+        return out, {"failed": int(np.isnan(out["scale"]).sum())}
+
+    def run_descriptors(work: ImageWork) -> tuple[dict, dict]:
+        alphas = work.results["morphable"].arrays["alpha"]
+        blocks = {name: [] for name in DESCRIPTOR_BLOCKS}
+        for alpha in alphas:
+            if np.isnan(alpha).any():
+                for name in DESCRIPTOR_BLOCKS:
+                    blocks[name].append(None)
+                continue
+            d = extractor.compute(alpha)
+            for name in DESCRIPTOR_BLOCKS:
+                blocks[name].append(d.block(name))
+        return {name: np.stack([v if v is not None else np.full(widths[name], np.nan, np.float32) for v in rows])
+                .astype(np.float32).reshape(len(alphas), widths[name]) for name, rows in blocks.items()}, {}
+
+    return [StageRunner(fit_stage, run_fit, columns={"fit_residual": "rms_iod"},
+                        arrays={"fit_alpha": "alpha", "fit_beta": "beta", "fit_rotation": "rotation"}),
+            StageRunner(descriptor_stage, run_descriptors,
+                        arrays={f"feature_{name}": name for name in DESCRIPTOR_BLOCKS})]
+
 
 
 def _standardise_stage(cfg: StandardiseConfig, detect: Stage) -> StageRunner:

@@ -97,7 +97,7 @@ def test_duplicate_files_get_distinct_ids_and_a_pointer(tmp_path, lfw10):
 
 
 def test_features_are_aligned_with_the_table(tmp_path, lfw10):
-    store = fc.extract(lfw10, tmp_path / "s", detector="whole", progress=False)
+    store = fc.extract(lfw10, tmp_path / "s", detector="whole", reconstruct_3d=False, progress=False)
     n = len(store.table)
     store.write_array("feature_2d", np.ones((n, 3), np.float32))
     features = store.features
@@ -107,7 +107,7 @@ def test_features_are_aligned_with_the_table(tmp_path, lfw10):
 
 def test_default_pipeline_on_real_faces(tmp_path, lfw10):
     """The real models end to end on a few photos: one face each, landmarks, a 128-D unit embedding,
-    a 468-vertex mesh with a plausible pose, and an aligned crop."""
+    a 468-vertex mesh with a plausible pose, an aligned crop, a 3DMM fit and the 3D descriptors."""
     photos = sorted(lfw10.rglob("*.jpg"))[::20]
     store = fc.extract(photos, tmp_path / "s", progress=False)
     table = store.table
@@ -119,8 +119,12 @@ def test_default_pipeline_on_real_faces(tmp_path, lfw10):
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
     assert store.read_array("mesh_vertices").shape == (len(photos), 468, 3)
     assert store.read_array("face_crop").shape == (len(photos), 112, 112, 3)
+    features = store.features
+    assert features.names == ["2d", "curvature", "geodesic", "shape"]
+    assert features["shape"].shape == (len(photos), 80) and features.valid.all()
+    assert table["fit_residual"].lt(0.1).all()  # landmark RMS under a tenth of the eye-corner distance
     run = store.read_json("run")
-    assert run["missing"] == {"feature_2d": 0}
+    assert set(run["missing"].values()) == {0}
 
 
 def test_labels_go_to_the_primary_face_only(tmp_path, lfw10, two_faces):
