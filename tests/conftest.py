@@ -49,3 +49,28 @@ def yale(datasets_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def cfp100(datasets_dir: Path) -> Path:
     return _dataset(datasets_dir, "cfp100")
+
+
+@pytest.fixture(scope="session")
+def dlib_points68():
+    """``points68(rgb, upsample=1)``: dlib's HOG detector + 68-point predictor on the largest face, as a
+    reference independent of the toolkit's own detectors (tests compare stages against it)."""
+    import warnings
+
+    import dlib
+    import numpy as np
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # face_recognition_models imports pkg_resources
+        import face_recognition_models
+
+    detector = dlib.get_frontal_face_detector()
+    predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+
+    def points68(rgb, upsample: int = 1):
+        rects = detector(rgb, upsample)
+        assert rects, "dlib's HOG detector found no face"
+        shape = predictor(rgb, max(rects, key=lambda r: r.area()))
+        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+
+    return points68

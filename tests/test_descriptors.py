@@ -36,17 +36,12 @@ def extractor(model):
 
 
 @pytest.fixture(scope="module")
-def real_fits(model, lfw10: Path):
+def real_fits(model, lfw10: Path, dlib_points68):
     """Fits of one real LFW photo's dlib landmarks and of its mirror image."""
-    import dlib
-    import face_recognition_models
-
     from facecluster_widgets.io.images import read_image
 
     rgb = read_image(sorted(sorted(lfw10.iterdir())[1].glob("*.jpg"))[0])
-    rect = max(dlib.get_frontal_face_detector()(rgb, 1), key=lambda r: r.area())
-    shape = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())(rgb, rect)
-    points = np.array([(shape.part(k).x, shape.part(k).y) for k in range(68)], dtype=np.float64)
+    points = dlib_points68(rgb)
     fitter = LandmarkFitter(model)
     return fitter.fit(points), fitter.fit(mirror_landmarks(points))
 

@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-import dlib
 import numpy as np
 import pytest
 
@@ -30,29 +28,14 @@ ARCFACE_TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 7
                              [41.5493, 92.3655], [70.7299, 92.2041]])
 
 
-def _predictor68() -> dlib.shape_predictor:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import face_recognition_models
-    return dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
-
-
-def _landmarks68(rgb: np.ndarray, detector, predictor) -> np.ndarray:
-    rects = detector(rgb, 0)  # lfw faces are ~110 px: no upsampling needed
-    assert rects, "dlib's HOG detector found no face"
-    shape = predictor(rgb, max(rects, key=lambda r: r.area()))
-    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
-
-
 @pytest.fixture(scope="module")
-def lfw_faces(lfw10: Path) -> tuple[list[str], list[EmbedInput]]:
+def lfw_faces(lfw10: Path, dlib_points68) -> tuple[list[str], list[EmbedInput]]:
     """First images of every lfw10 identity with landmarks from dlib's HOG detector + 68 predictor."""
-    detector, predictor = dlib.get_frontal_face_detector(), _predictor68()
     labels, faces = [], []
     for folder in sorted(p for p in lfw10.iterdir() if p.is_dir()):
         for path in sorted(folder.glob("*.jpg"))[:PER_IDENTITY]:
             rgb = read_image(path)
-            points68 = _landmarks68(rgb, detector, predictor)
+            points68 = dlib_points68(rgb, 0)  # lfw faces are ~110 px: no upsampling needed
             labels.append(folder.name)
             faces.append(EmbedInput(rgb=rgb, points5=points5_from_68(points68), points68=points68))
     return labels, faces
@@ -144,13 +127,12 @@ def test_dlib_same_image_twice_and_batch_size_give_identical_vectors(lfw_faces, 
     np.testing.assert_array_equal(single[1:], dlib_vectors[:3])
 
 
-def test_dlib_mirror_image_gives_a_close_vector(lfw_faces, dlib_embedder, dlib_vectors):
-    detector, predictor = dlib.get_frontal_face_detector(), _predictor68()
+def test_dlib_mirror_image_gives_a_close_vector(lfw_faces, dlib_embedder, dlib_vectors, dlib_points68):
     picks = range(0, len(lfw_faces[1]), PER_IDENTITY)  # one face per identity
     mirrored = []
     for i in picks:
         rgb = np.ascontiguousarray(lfw_faces[1][i].rgb[:, ::-1])
-        mirrored.append(EmbedInput(rgb=rgb, points68=_landmarks68(rgb, detector, predictor)))
+        mirrored.append(EmbedInput(rgb=rgb, points68=dlib_points68(rgb, 0)))
     distance = np.linalg.norm(dlib_embedder.embed(mirrored) - dlib_vectors[list(picks)], axis=1)
     assert distance.max() < 0.4, distance
 

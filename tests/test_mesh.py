@@ -35,19 +35,8 @@ MP_TO_DLIB = {33: 36, 263: 45, 133: 39, 362: 42, 61: 48, 291: 54}
 
 
 @pytest.fixture(scope="module")
-def dlib_landmarks():
-    dlib = pytest.importorskip("dlib")
-    frm = pytest.importorskip("face_recognition_models")
-    detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(frm.pose_predictor_model_location())
-
-    def points68(rgb: np.ndarray) -> np.ndarray:
-        rects = detector(rgb, 1)
-        assert rects, "dlib found no face"
-        rect = max(rects, key=lambda r: r.width() * r.height())
-        return np.array([[p.x, p.y] for p in predictor(rgb, rect).parts()], dtype=np.float64)
-
-    return points68
+def dlib_landmarks(dlib_points68):
+    return dlib_points68
 
 
 @pytest.fixture(scope="module")

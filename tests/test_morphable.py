@@ -26,17 +26,12 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def real_points(lfw10: Path) -> np.ndarray:
+def real_points(lfw10: Path, dlib_points68) -> np.ndarray:
     """dlib's 68 landmarks of one real LFW photo."""
-    import dlib
-    import face_recognition_models
-
     from facecluster_widgets.io.images import read_image
 
     rgb = read_image(sorted(sorted(lfw10.iterdir())[0].glob("*.jpg"))[0])
-    rect = max(dlib.get_frontal_face_detector()(rgb, 1), key=lambda r: r.area())
-    shape = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())(rgb, rect)
-    return np.array([(shape.part(k).x, shape.part(k).y) for k in range(68)], dtype=np.float64)
+    return dlib_points68(rgb)
 
 
 def _rotation_error_deg(a: np.ndarray, b: np.ndarray) -> float:

@@ -16,19 +16,11 @@ from facecluster_widgets.io.images import read_image
 
 
 @pytest.fixture(scope="module")
-def dlib_points5():
+def dlib_points5(dlib_points68):
     """dlib's HOG detector + 68-point predictor reduced to the 5 alignment points."""
-    dlib = pytest.importorskip("dlib")
-    frm = pytest.importorskip("face_recognition_models")
-    detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(frm.pose_predictor_model_location())
 
     def points5(rgb: np.ndarray, upsample: int = 1) -> np.ndarray:
-        rects = detector(rgb, upsample)
-        assert rects, "dlib found no face"
-        rect = max(rects, key=lambda r: r.width() * r.height())
-        shape = predictor(rgb, rect)
-        return points5_from_68(np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64))
+        return points5_from_68(dlib_points68(rgb, upsample))
 
     return points5
 
