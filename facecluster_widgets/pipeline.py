@@ -89,7 +89,7 @@ def extract(faces: str | os.PathLike | Sequence | FaceSource, store: str | os.Pa
                                   "primary": index == main, "label": label if index == main else None})
                 face_results.append(work.results)
     table = make_frame(face_rows, FACE_COLUMNS)
-    _gather(st, runners, table, face_results)
+    arrays = _gather(st, runners, table, face_results)
     images = make_frame(image_rows, IMAGE_COLUMNS)
     st.write_table("images", images)
     st.write_table("faces", table)
@@ -97,8 +97,9 @@ def extract(faces: str | os.PathLike | Sequence | FaceSource, store: str | os.Pa
               "n_unreadable": int((images["status"] == "unreadable").sum()),
               "n_no_face": int((table["status"] == "no_face").sum()),
               "missing": {name: int(np.isnan(st.read_array(name)).reshape(len(table), -1).any(axis=1).sum())
-                          for r in runners for name in r.arrays if name.startswith("feature_")},
+                          for name in arrays if name.startswith("feature_")},
               "stages": {r.stage.name: r.stage.key for r in runners},
+              "arrays": arrays,
               "config": {"detector": config.detector, "embedder": config.embedder},
               "wall_seconds": round(time.perf_counter() - started, 3), **timer.to_dict()}
     st.write_json("run", report)
@@ -151,8 +152,10 @@ def _run_stages(st: Store, runners: list[StageRunner], work: ImageWork, timer: S
     return None
 
 
-def _gather(st: Store, runners: list[StageRunner], table, face_results: list) -> None:
-    """Per-face outputs into table columns and row-aligned arrays; NaN (or 0 for pixels) where missing."""
+def _gather(st: Store, runners: list[StageRunner], table, face_results: list) -> list[str]:
+    """Per-face outputs into table columns and row-aligned arrays; NaN (or 0 for pixels) where missing.
+    Returns the names of the arrays written: only these belong to this run's table."""
+    written = []
     face_index = table["face_index"].to_numpy()
     for runner in runners:
         name = runner.stage.name
@@ -175,6 +178,8 @@ def _gather(st: Store, runners: list[StageRunner], table, face_results: list) ->
                 if r is not None:
                     out[i] = r
             st.write_array(array_name, out)
+            written.append(array_name)
+    return written
 
 
 def _with_overrides(config: PipelineConfig, overrides: dict) -> PipelineConfig:

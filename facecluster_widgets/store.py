@@ -191,8 +191,11 @@ class Store:
     def features(self) -> Features:
         """The named feature blocks, aligned row by row with :attr:`table`."""
         table = self.table
-        blocks = {name.removeprefix("feature_"): self.read_array(name)
-                  for name in self.array_names() if name.startswith("feature_")}
+        try:  # arrays of the last extraction only: an older run's arrays may not match this table's rows
+            names = self.read_json("run")["arrays"]
+        except (StoreError, KeyError):
+            names = self.array_names()
+        blocks = {name.removeprefix("feature_"): self.read_array(name) for name in names if name.startswith("feature_")}
         return Features(face_ids=table["face_id"].to_numpy(dtype=str), blocks=blocks)
 
 

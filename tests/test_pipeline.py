@@ -134,3 +134,10 @@ def test_labels_go_to_the_primary_face_only(tmp_path, lfw10, two_faces):
     assert table["primary"].sum() == 10  # one per photo
     assert table.loc[~table["primary"], "label"].isna().all()
     assert (table.loc[table["primary"], "label"] == "Ariel_Sharon").all()
+
+
+def test_features_follow_the_last_run_only(tmp_path, lfw10, orl):
+    """A store reused for another dataset and configuration never serves the older run's arrays."""
+    fc.extract(sorted(lfw10.rglob("*.jpg"))[:3], tmp_path / "s", progress=False)
+    store = fc.extract(sorted(orl.rglob("*.pgm"))[:2], tmp_path / "s", reconstruct_3d=False, progress=False)
+    assert store.features.names == ["2d"] and len(store.features) == 2
