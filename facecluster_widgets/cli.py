@@ -54,8 +54,10 @@ def _parser() -> argparse.ArgumentParser:
                               "baselines and the usual peers against the folder labels. Writes <name>.md, "
                               "<name>.csv, <name>_lambda.csv (and <name>_subsets.csv) per dataset and report.md.")
     evaluate.add_argument("data", nargs="+", metavar="DATA")
-    evaluate.add_argument("--protocol", choices=("clean", "merged"), default="clean",
-                          help="clean: each DATA alone; merged: all DATA as one collection (labels kept apart)")
+    evaluate.add_argument("--protocol", choices=("clean", "merged", "stress"), default="clean",
+                          help="clean: each DATA alone; merged: all DATA as one collection (labels kept apart); "
+                          "stress: merged, then 30 %% of photos occluded / at 1/4 resolution / relit, each "
+                          "variant scored on its own (corrupted copies are written inside the store)")
     evaluate.add_argument("--out", default="evaluation", metavar="DIR", help="report folder (default: evaluation)")
     evaluate.add_argument("--stores", default=None, metavar="DIR",
                           help="folder of per-dataset stores (default: the cache folder)")
@@ -126,25 +128,37 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
     from .io.datasets import combine_sources
     from .pipeline import extract
+    from .stress import VARIANTS, primary_points5, stress_source
 
     sources = [load_faces(d) for d in args.data]
-    if args.protocol == "merged":
+    if args.protocol in ("merged", "stress"):
         sources = [combine_sources(sources, name="merged")]
     stores = Path(args.stores) if args.stores else default_cache_dir()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sections = []
-    for source in sources:
-        store = extract(source, stores / source.name, progress=not args.no_progress)
-        result = evaluate(store, methods=args.methods or "all", name=source.name)
-        result.table.to_csv(out / f"{source.name}.csv", index_label="method")
-        result.lam_sweep.to_csv(out / f"{source.name}_lambda.csv", index=False)
+    methods = args.methods or "all"
+
+    def report(name: str, result) -> None:
+        result.table.to_csv(out / f"{name}.csv", index_label="method")
+        result.lam_sweep.to_csv(out / f"{name}_lambda.csv", index=False)
         if not result.subsets.empty:
-            result.subsets.to_csv(out / f"{source.name}_subsets.csv")
+            result.subsets.to_csv(out / f"{name}_subsets.csv")
         text = result.to_markdown()
-        (out / f"{source.name}.md").write_text(text)
+        (out / f"{name}.md").write_text(text)
         sections.append(text)
         print(text)
+
+    for source in sources:
+        store = extract(source, stores / source.name, progress=not args.no_progress)
+        report(source.name, evaluate(store, methods=methods, name=source.name))
+        if args.protocol != "stress":
+            continue
+        points5 = primary_points5(store)
+        for variant in VARIANTS:
+            stressed, conditions = stress_source(source, store, variant, points5)
+            store = extract(stressed, store, progress=not args.no_progress)
+            report(stressed.name, evaluate(store, methods=methods, subset_by=conditions, name=stressed.name))
     (out / "report.md").write_text("# Evaluation\n\n" + "\n".join(sections))
     print(f"written: {out / 'report.md'}")
     return 0

@@ -141,14 +141,15 @@ def evaluate_features(features: Features | Mapping[str, np.ndarray], labels: Seq
     return Evaluation(name=name, table=table, lam_sweep=sweep, dbscan=dbscan, subsets=subsets, notes=notes)
 
 
-def evaluate(store: Store, *, methods: Sequence[str] | str = "all", subset_by: str | None = "filename",
+def evaluate(store: Store, *, methods: Sequence[str] | str = "all", subset_by: str | Mapping | None = "filename",
              name: str | None = None, random_state: int = 0) -> Evaluation:
     """The experiment on an extracted store: faces with status "ok" and a label are scored.
 
     ``subset_by="filename"`` scores subsets named by the file-name prefix before ``_NN`` (cfp100's
     ``frontal_03.jpg`` / ``profile_02.jpg``: the whole name is ``<word>_<number>``) when every file has one;
     a column name of the faces table
-    (e.g. ``"condition"``) uses that column; ``None`` adds no subsets.
+    (e.g. ``"condition"``) uses that column; a mapping from path to condition uses that (the stress
+    protocol's "clean" / "eyes" / "lowres"...); ``None`` adds no subsets.
     """
     table = store.table
     ok = (table["status"] == "ok").to_numpy()
@@ -160,9 +161,11 @@ def evaluate(store: Store, *, methods: Sequence[str] | str = "all", subset_by: s
                              embedder=run.get("config", {}).get("embedder", "dlib"), random_state=random_state)
 
 
-def _conditions(faces: pd.DataFrame, subset_by: str | None) -> pd.Series | None:
+def _conditions(faces: pd.DataFrame, subset_by: str | Mapping | None) -> pd.Series | None:
     if subset_by is None:
         return None
+    if isinstance(subset_by, Mapping):
+        return faces["path"].map(subset_by)
     if subset_by == "filename":
         prefix = faces["path"].str.extract(r"(?:^|/)([A-Za-z]+)_\d+\.[^./]+$", expand=False)
         return prefix if prefix.notna().all() and prefix.nunique() > 1 else None
