@@ -24,6 +24,7 @@ from .detect import Detection, get_detector
 from .embed import DEFAULT_EMBEDDER, EmbedInput, get_embedder
 from .embed.base import file_identity
 from .errors import FaceclusterError
+from .identity import load_identity_projection, packaged_path
 from .io.images import decode_image, thumbnail
 from .recon.mesh import MeshReconstructor
 from .recon.morphable import FitSettings, LandmarkFitter, default_model_path, load_morphable_model
@@ -50,6 +51,9 @@ class PipelineConfig:
     #: The linear 3D morphable model: a path, or None for $FACECLUSTER_3DMM / the shared ICT model.
     morphable_model: str | None = None
     fit: FitSettings = field(default_factory=FitSettings)
+    #: Map from identity coefficients to the learnt identity space (the "identity" block): a path, None for the
+    #: packaged one (trained on other people's fits, see facecluster_widgets/data/README.md), or "" for none.
+    identity_projection: str | None = None
     #: Fit the 3DMM and compute the 3D descriptors (needs the model file).
     reconstruct_3d: bool = True
     max_pixels: int = MAX_IMAGE_PIXELS
@@ -147,9 +151,14 @@ def _morphable_stages(config: PipelineConfig, detect: Stage) -> list[StageRunner
     extractor = DescriptorExtractor(model, n_identity=config.fit.n_identity)
     n_alpha, n_beta = config.fit.n_identity, model.n_expression
     fit_stage = Stage("morphable", 1, {"model": file_identity(path), **asdict(config.fit)}, (detect,))
-    descriptor_stage = Stage("descriptors", 1, {"geodesic_method": "transported"}, (fit_stage,))
+    projection = None if config.identity_projection == "" else load_identity_projection(config.identity_projection)
+    descriptor_stage = Stage("descriptors", 2, {
+        "geodesic_method": "transported",
+        "identity_projection": file_identity(config.identity_projection or packaged_path()) if projection else None,
+    }, (fit_stage,))
     mean_face = extractor.compute(np.zeros(n_alpha, np.float32))
     widths = {name: int(mean_face.block(name).shape[0]) for name in DESCRIPTOR_BLOCKS}
+    names = DESCRIPTOR_BLOCKS + (("identity",) if projection is not None else ())
 
     def run_fit(work: ImageWork) -> tuple[dict, dict]:
         n = len(work.detections)
@@ -181,13 +190,16 @@ def _morphable_stages(config: PipelineConfig, detect: Stage) -> list[StageRunner
             d = extractor.compute(alpha)
             for name in DESCRIPTOR_BLOCKS:
                 blocks[name].append(d.block(name))
-        return {name: np.stack([v if v is not None else np.full(widths[name], np.nan, np.float32) for v in rows])
-                .astype(np.float32).reshape(len(alphas), widths[name]) for name, rows in blocks.items()}, {}
+        out = {name: np.stack([v if v is not None else np.full(widths[name], np.nan, np.float32) for v in rows])
+               .astype(np.float32).reshape(len(alphas), widths[name]) for name, rows in blocks.items()}
+        if projection is not None:
+            out["identity"] = projection.transform(alphas).astype(np.float32).reshape(len(alphas), -1)
+        return out, {}
 
     return [StageRunner(fit_stage, run_fit, columns={"fit_residual": "rms_iod"},
                         arrays={"fit_alpha": "alpha", "fit_beta": "beta", "fit_rotation": "rotation"}),
             StageRunner(descriptor_stage, run_descriptors,
-                        arrays={f"feature_{name}": name for name in DESCRIPTOR_BLOCKS})]
+                        arrays={f"feature_{name}": name for name in names})]
 
 
 

@@ -120,7 +120,8 @@ def test_default_pipeline_on_real_faces(tmp_path, lfw10):
     assert store.read_array("mesh_vertices").shape == (len(photos), 468, 3)
     assert store.read_array("face_crop").shape == (len(photos), 112, 112, 3)
     features = store.features
-    assert features.names == ["2d", "curvature", "geodesic", "shape"]
+    assert features.names == ["2d", "curvature", "geodesic", "identity", "shape"]
+    assert features["identity"].shape == (len(photos), 20)
     assert features["shape"].shape == (len(photos), 80) and features.valid.all()
     assert table["fit_residual"].lt(0.1).all()  # landmark RMS under a tenth of the eye-corner distance
     run = store.read_json("run")
