@@ -22,14 +22,13 @@ from .descriptors import BLOCKS as DESCRIPTOR_BLOCKS
 from .descriptors import DescriptorExtractor
 from .detect import Detection, get_detector
 from .embed import DEFAULT_EMBEDDER, EmbedInput, get_embedder
-from .embed.base import file_identity
 from .errors import FaceclusterError
 from .identity import load_identity_projection, packaged_path
 from .io.images import decode_image, thumbnail
 from .recon.mesh import MeshReconstructor
 from .recon.morphable import FitSettings, LandmarkFitter, default_model_path, load_morphable_model
 from .standardize import StandardiseConfig, crop_box, standardise
-from .store import Result, Stage
+from .store import Result, Stage, file_identity
 
 log = logging.getLogger(__name__)
 

@@ -199,6 +199,17 @@ class Store:
         return Features(face_ids=table["face_id"].to_numpy(dtype=str), blocks=blocks)
 
 
+def file_identity(path: str | os.PathLike, head_bytes: int = 1 << 20) -> dict:
+    """Cheap identity of a model file for stage keys: hashing only the first MB keeps a 200 MB model instant
+    to key, while a replaced file (other size or header) still invalidates the stages that used it."""
+    path = Path(path)
+    digest = hashlib.sha1(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        digest.update(fh.read(head_bytes))
+    return {"file": path.name, "bytes": path.stat().st_size, "sha1_first_mb": digest.hexdigest()}
+
+
+
 def open_store(path: str | os.PathLike, create: bool = True) -> Store:
     """Open (and with ``create``, make) the store at ``path``; refuses folders that are not stores."""
     root = Path(path).expanduser()

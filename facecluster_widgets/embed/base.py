@@ -6,18 +6,16 @@ Each backend was trained on its own crop (dlib: 150x150 chips, ArcFace: 112x112 
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from ..detect.base import Detection, points5_from_68
 from ..errors import CropError, EmbedInputError, FaceclusterError
+from ..store import file_identity  # noqa: F401 - the embed backends' model keys
 
 logger = logging.getLogger(__name__)
 
@@ -74,15 +72,6 @@ class Embedder(Protocol):
     def params(self) -> dict: ...
 
     def embed(self, faces: Sequence[EmbedInput]) -> np.ndarray: ...
-
-
-def file_identity(path: str | os.PathLike, head_bytes: int = 1 << 20) -> dict:
-    """Cheap identity of a model file: hashing only the first MB keeps a 200 MB model instant to key."""
-    path = Path(path)
-    digest = hashlib.sha1(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        digest.update(fh.read(head_bytes))
-    return {"file": path.name, "bytes": path.stat().st_size, "sha1_first_mb": digest.hexdigest()}
 
 
 def l2_normalise(rows: np.ndarray) -> np.ndarray:
