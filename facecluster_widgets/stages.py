@@ -189,10 +189,11 @@ def _morphable_stages(config: PipelineConfig, detect: Stage) -> list[StageRunner
             d = extractor.compute(alpha)
             for name in DESCRIPTOR_BLOCKS:
                 blocks[name].append(d.block(name))
-        out = {name: np.stack([v if v is not None else np.full(widths[name], np.nan, np.float32) for v in rows])
-               .astype(np.float32).reshape(len(alphas), widths[name]) for name, rows in blocks.items()}
+        out = {name: np.array([v if v is not None else np.full(widths[name], np.nan, np.float32) for v in rows],
+                              dtype=np.float32).reshape(len(alphas), widths[name]) for name, rows in blocks.items()}
         if projection is not None:
-            out["identity"] = projection.transform(alphas).astype(np.float32).reshape(len(alphas), -1)
+            ident = projection.transform(alphas).astype(np.float32)
+            out["identity"] = ident.reshape(len(alphas), projection.n_components)
         return out, {}
 
     return [StageRunner(fit_stage, run_fit, columns={"fit_residual": "rms_iod"},

@@ -142,3 +142,18 @@ def test_features_follow_the_last_run_only(tmp_path, lfw10, orl):
     fc.extract(sorted(lfw10.rglob("*.jpg"))[:3], tmp_path / "s", progress=False)
     store = fc.extract(sorted(orl.rglob("*.pgm"))[:2], tmp_path / "s", reconstruct_3d=False, progress=False)
     assert store.features.names == ["2d"] and len(store.features) == 2
+
+
+def test_faceless_image_passes_every_stage(tmp_path, lfw10):
+    """A photo with no face still runs the 3D stages (with zero rows) and gets its 'no face' row — a regression:
+    the descriptor stage used to crash on an empty batch and stop the whole extraction of cfp100."""
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(sorted(lfw10.rglob("*.jpg"))[0], folder / "face.jpg")
+    Image.new("RGB", (200, 200), (120, 130, 140)).save(folder / "wall.png")
+    store = fc.extract(folder, tmp_path / "s", progress=False)
+    table = store.table
+    assert sorted(table["status"]) == ["no_face", "ok"]
+    assert store.features.valid.sum() == 1 and "identity" in store.features.names
