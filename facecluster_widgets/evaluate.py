@@ -25,6 +25,7 @@ from .cluster.hybrid import DEFAULT_LAM, fused_kmeans
 from .errors import FaceclusterError, MetricInputError
 from .features import Features
 from .fusion import BLOCK_2D, FusedMetric, as_blocks, valid_rows
+from .io.table import photo_groups
 from .metrics import evaluate as score
 from .metrics import silhouette
 from .store import Store
@@ -157,7 +158,7 @@ def evaluate(store: Store, *, methods: Sequence[str] | str = "all", subset_by: s
     run = store.read_json("run")
     conditions = _conditions(faces, subset_by)
     return evaluate_features(store.features.subset(ok), faces["label"], name=name or run.get("source", "dataset"),
-                             groups=faces["image_id"], conditions=conditions, methods=methods,
+                             groups=photo_groups(faces), conditions=conditions, methods=methods,
                              embedder=run.get("config", {}).get("embedder", "dlib"), random_state=random_state)
 
 

@@ -69,3 +69,15 @@ def test_unlabelled_rows_are_left_out_and_all_missing_is_an_error(faces):
     assert out.table.loc["dbscan", "clusters_true"] == 8
     with pytest.raises(Exception, match="no face has a label"):
         evaluate_features(blocks, [None] * len(labels), methods=["dbscan"])
+
+
+def test_photo_groups_follow_files_not_content():
+    """Identical files are one face twice (free to share a cluster); two faces of one file are two people."""
+    import pandas as pd
+
+    from facecluster_widgets.io.table import photo_groups
+
+    faces = pd.DataFrame({"path": ["a/normal.gif", "a/noglasses.gif", "group.jpg", "group.jpg"],
+                          "image_id": ["same", "same", "g", "g"]})
+    codes = photo_groups(faces)
+    assert codes[0] != codes[1] and codes[2] == codes[3] and len(set(codes)) == 3

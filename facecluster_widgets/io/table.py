@@ -54,3 +54,12 @@ def make_frame(rows: list[dict], columns: dict[str, str]) -> pd.DataFrame:
         else:
             frame[name] = frame[name].astype(dtype)
     return frame
+
+
+def photo_groups(faces: pd.DataFrame) -> np.ndarray:
+    """One code per photo *file*, for the cannot-link constraint (faces of one photo are different people).
+
+    Grouped by path, not by ``image_id``: two files with identical bytes (Yale ships several) hold the same face
+    twice, which must be free to share a cluster; grouping them by content hash forbade exactly that.
+    """
+    return pd.factorize(faces["path"].astype("string"))[0].astype(np.int64)
