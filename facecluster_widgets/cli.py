@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     extract.add_argument("data", metavar="DATA")
     extract.add_argument("--out", required=True, metavar="STORE", help="store folder (created if missing)")
     extract.add_argument("--detector", default=None, help="face detector backend (default: the pipeline's)")
+    extract.add_argument("--refine", action="store_true",
+                         help="refine each 3D fit against the photo (analysis-by-synthesis, torch; ~5 s/face)")
     extract.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     extract.set_defaults(run=_extract)
 
@@ -106,7 +108,11 @@ def _info_report(source: FaceSource, formats: Counter, modes: Counter, failures:
 def _extract(args: argparse.Namespace) -> int:
     from .pipeline import extract
 
-    overrides = {"detector": args.detector} if args.detector else {}
+    overrides: dict = {"detector": args.detector} if args.detector else {}
+    if args.refine:
+        from .recon.refine import RefineSettings
+
+        overrides["refine"] = RefineSettings()
     store = extract(args.data, args.out, progress=not args.no_progress, **overrides)
     report = store.read_json("run")
     work = ", ".join(f"{step} {n} ({report['seconds'].get(step, 0):.2f} s)" for step, n in report["counts"].items())

@@ -228,3 +228,19 @@ def test_bad_inputs_raise_clear_errors(model, real_face):
     for bad in ({"crop_size": 8}, {"lambda_photo": -1.0}, {"resolve_every": 0}, {"sigma": 0.0}):
         with pytest.raises(FaceclusterError):
             RefineSettings(**bad)
+
+
+def test_extract_with_refinement_changes_the_fit_and_only_the_3d_stages(tmp_path, lfw10):
+    """refine=RefineSettings(...) is a pipeline option: the fit and descriptors are recomputed (a new store key),
+    the 2D stages come from the store, and the refined identity differs from the landmark-only one."""
+    import facecluster_widgets as fc
+
+    photos = sorted(lfw10.rglob("*.jpg"))[:2]
+    plain = fc.extract(photos, tmp_path / "s", progress=False)
+    alpha_plain = plain.read_array("fit_alpha").copy()
+    refined = fc.extract(photos, tmp_path / "s", progress=False, refine=RefineSettings(iterations=6))
+    run = refined.read_json("run")
+    assert run["counts"].get("morphable") == 2 and "embed" not in run["counts"]  # only the 3D stages ran
+    alpha = refined.read_array("fit_alpha")
+    assert np.isfinite(alpha).all() and not np.allclose(alpha, alpha_plain)
+    assert refined.table["fit_residual"].lt(0.1).all() and refined.features.valid.all()
