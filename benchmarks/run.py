@@ -1,7 +1,7 @@
 """`make bench`: per-stage cost on real photos, clustering cost vs n on synthetic features, slider latency.
 
-    .venv/bin/python benchmarks/run.py                      # the default run (~7 min on 2 cores)
-    .venv/bin/python benchmarks/run.py --faces 20 --repeats 2 --large --budget 300
+    .venv/bin/python benchmarks/run.py                      # the default run (~25 min on 2 cores)
+    .venv/bin/python benchmarks/run.py --faces 20 --repeats 2 --sizes 1000 10000 --skip-stages
 
 Writes ``benchmarks/results/latest.json`` (every number) and ``latest.md`` (the tables; also printed).
 What each figure means: ``benchmarks/README.md``.
@@ -33,11 +33,28 @@ log = logging.getLogger("bench")
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO_ROOT = Path(__file__).resolve().parent.parent
-#: Synthetic collection sizes; --large adds 10,000.
-SIZES = (1000, 5000)
-LARGE_SIZE = 10_000
-#: Slider values tried by refit (cycled over the repeats), around the defaults lam=0.65 and eps=0.5.
-SLIDER_VALUES = {"lam": (0.6, 0.7, 0.65), "eps": (0.45, 0.55, 0.5)}
+#: Synthetic collection sizes; --large adds 200,000.
+SIZES = (1000, 10_000, 100_000)
+LARGE_SIZE = 200_000
+#: From this size on, one fit per (method, n) (a fit takes about a minute): the median of one.
+ONE_REPEAT_FROM = 50_000
+#: A fit slower than this share of the budget is not repeated either.
+EXPENSIVE_SHARE = 0.25
+#: Slider values tried by refit (cycled over the repeats), around the defaults lam=0.9 and eps=0.6.
+SLIDER_VALUES = {"lam": (0.85, 0.95, 0.9), "eps": (0.55, 0.65, 0.6), "lam_k": (0.85, 0.95, 0.9)}
+#: ("lam_k": λ moved with k pinned at the k the fit chose, as after the user fixes the number of people.)
+#: Slider latency is measured up to this size (the target: under 1 s at 10,000 faces).
+SLIDER_MAX_N = 10_000
+#: The hybrid with its default algorithm ("auto": sparse above 5,000 faces), and forced onto the dense path.
+HYBRID_DENSE = "hybrid_dense"
+#: Memory of the methods that hold n×n matrices, in bytes per n² (so "infeasible: needs X GiB" is computed, not
+#: tried): the dense hybrid keeps the 2D, 3D and fused float32 matrices plus the core submatrix (4 × 4 B); the
+#: k-means peers on the fused metric build 2D, 3D and fused matrices (3 × 4 B); average linkage takes scipy's
+#: condensed float64 distances and sklearn's copy of them (2 × 8 B / 2).
+NXN_BYTES = {HYBRID_DENSE: 16, "2d_kmeans": 12, "late_fusion": 12, "true_k_kmeans": 12, "agglomerative_2d": 8}
+#: A method whose time, extrapolated from the two previous sizes (exponent 2 when there is one), exceeds this
+#: many budgets is not tried at the next size.
+PREDICTED_BUDGETS = 2.0
 #: Seconds a worker may take to import and build its data before its first result.
 WORKER_STARTUP = 60.0
 WORKER_PREFIX = "BENCH "
@@ -76,9 +93,15 @@ def synthetic(n: int, per_id: int, d3: int, noise2: float, seed: int = 0):
 
 def worker(spec: dict) -> None:
     """One method at one n: a JSON line per fit repeat, then (method "hybrid") per slider refit."""
+    # This folder holds coverage.py, which would shadow the coverage package numba (pynndescent) imports.
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
+    import numpy as np
     from sklearn.metrics import adjusted_rand_score
 
     from facecluster_widgets.cluster import HybridClustering, run_baseline
+    from facecluster_widgets.cluster import graph as sparse
+    from facecluster_widgets.cluster.hybrid import DEFAULT_EPS
 
     def emit(record: dict) -> None:
         sys.stdout.write(WORKER_PREFIX + json.dumps(record) + "\n")
@@ -88,12 +111,17 @@ def worker(spec: dict) -> None:
     k_true = int(y.max()) + 1
     method, budget = spec["method"], spec["budget"]
     model = None
+    if method == HYBRID and y.size > sparse.EXACT_KNN_FACES:  # one-off: pynndescent's numba code compiles
+        t0 = time.perf_counter()
+        probe = np.random.default_rng(0).normal(size=(sparse.EXACT_KNN_FACES + 1, 8)).astype(np.float32)
+        sparse.knn_indices(probe, 5)
+        emit({"kind": "warmup", "seconds": time.perf_counter() - t0})
     for _ in range(spec["repeats"]):
         resettable = _reset_peak()
         rss_before = _status_kb("VmRSS")
         t0, cpu0 = time.perf_counter(), time.process_time()
-        if method == HYBRID:
-            model = HybridClustering().fit(blocks)
+        if method in (HYBRID, HYBRID_DENSE):
+            model = HybridClustering(algorithm="dense" if method == HYBRID_DENSE else "auto").fit(blocks)
             labels = model.labels_
         else:
             labels = run_baseline(method, blocks, n_clusters=k_true, labels_true=y)
@@ -103,16 +131,23 @@ def worker(spec: dict) -> None:
               "peak_mb": (peak - rss_before) / 1024,
               "rss_before_mb": rss_before / 1024, "peak_reset": resettable, "n": int(y.size), "k_true": k_true,
               "ari": float(adjusted_rand_score(y, labels)),
-              "timings": getattr(model, "timings_", None), "n_clusters": getattr(model, "n_clusters_", None)})
+              "timings": getattr(model, "timings_", None), "n_clusters": getattr(model, "n_clusters_", None),
+              "algorithm": getattr(model, "algorithm_", None),
+              "regimes": sorted(getattr(model, "stage2_regimes_", None) or [])})
         if seconds > budget:
             return
+        if seconds > EXPENSIVE_SHARE * budget:  # repeats only where cheap: one such fit is the figure
+            break
     if method == HYBRID and spec.get("refits"):
         for param, values in SLIDER_VALUES.items():
+            if param == "lam_k":
+                model.set_params(n_clusters=model.n_clusters_, eps=DEFAULT_EPS)
             for i in range(spec["repeats"]):
                 t0 = time.perf_counter()
-                model.refit(**{param: values[i % len(values)]})
+                model.refit(**{param.split("_")[0]: values[i % len(values)]})
                 emit({"kind": "refit", "param": param, "value": values[i % len(values)],
-                      "seconds": time.perf_counter() - t0, "reused_cache": bool(model.reused_cache_)})
+                      "seconds": time.perf_counter() - t0, "reused_cache": bool(model.reused_cache_),
+                      "timings": model.timings_})
 
 
 # ---------------------------------------------------------------- clustering driver
@@ -149,34 +184,76 @@ def run_worker(spec: dict, budget: float) -> tuple[list[dict], str | None]:
         return records, problem
 
 
+def _mem_available_gib() -> float:
+    with open("/proc/meminfo") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("MemAvailable:")) / 1024**2
+
+
+def feasibility(method: str, n: int, done: list[tuple[int, float]], budget: float) -> str | None:
+    """Why (method, n) is not tried, or None: memory computed from :data:`NXN_BYTES`, or time extrapolated from
+    the method's previous sizes (``done``: (n, median seconds), ascending)."""
+    if method in NXN_BYTES:
+        need = NXN_BYTES[method] * n**2 / 1024**3
+        have = _mem_available_gib()
+        if need > 0.8 * have:
+            return f"infeasible: needs {need:,.0f} GiB for n×n matrices ({have:.0f} GiB available)"
+    if done:
+        (n1, t1), exponent = done[-1], 2.0
+        if len(done) >= 2 and done[-2][1] > 0 and t1 > 0:
+            exponent = max(1.0, math.log(t1 / done[-2][1]) / math.log(n1 / done[-2][0]))
+        predicted = t1 * (n / n1) ** exponent
+        if predicted > PREDICTED_BUDGETS * budget:
+            return (f"infeasible: predicted {predicted:,.0f} s (> {PREDICTED_BUDGETS:g} × the {budget:g} s budget; "
+                    f"time ∝ n^{exponent:.2f} from smaller n)")
+    return None
+
+
 def cluster_benchmark(args: argparse.Namespace) -> dict:
     from facecluster_widgets.cluster import BASELINES
 
     sizes = list(args.sizes or SIZES) + ([LARGE_SIZE] if args.large and not args.sizes else [])
-    methods = [HYBRID, *BASELINES]
+    methods = [HYBRID, HYBRID_DENSE, *BASELINES]
     results: dict = {"sizes": sizes, "methods": methods, "per_id": args.per_id, "d3": args.d3,
                      "noise2": args.noise2, "budget_s": args.budget, "repeats": args.repeats,
+                     "one_repeat_from": ONE_REPEAT_FROM,
                      "memory": "one fresh worker process per (method, n); per repeat, its peak resident set "
                                "(VmHWM, = getrusage ru_maxrss, reset via /proc/self/clear_refs before the call) "
                                "minus its resident set just before the call; the largest over the repeats",
                      "runs": {}, "slider": {}}
+    history: dict[str, list[tuple[int, float]]] = {m: [] for m in methods}
+    stopped: dict[str, str] = {}
     for n in sizes:
         for method in methods:
-            spec = {"method": method, "n": n, "repeats": args.repeats, "budget": args.budget,
-                    "per_id": args.per_id, "d3": args.d3, "noise2": args.noise2, "refits": method == HYBRID}
             t0 = time.perf_counter()
+            skip = stopped.get(method) or feasibility(method, n, history[method], args.budget)
+            if skip:
+                results["runs"].setdefault(method, {})[str(n)] = {"n": n, "fits": [], "problem": skip,
+                                                                  "infeasible": True, "skipped": True}
+                log.info("cluster %-17s n=%-6d %s", method, n, skip)
+                continue
+            repeats = 1 if n >= ONE_REPEAT_FROM else args.repeats
+            spec = {"method": method, "n": n, "repeats": repeats, "budget": args.budget,
+                    "per_id": args.per_id, "d3": args.d3, "noise2": args.noise2,
+                    "refits": method == HYBRID and n <= SLIDER_MAX_N}
             records, problem = run_worker(spec, args.budget)
             fits = [r for r in records if r["kind"] == "fit"]
             over = any(r["seconds"] > args.budget for r in fits) or (problem or "").startswith("no result")
             entry = {"n": fits[0]["n"] if fits else n, "fits": fits, "problem": problem, "infeasible": over}
+            warm = [r["seconds"] for r in records if r["kind"] == "warmup"]
+            if warm:
+                entry["jit_warmup_s"] = warm[0]
+            if over:
+                stopped[method] = f"infeasible: over the {args.budget:g} s budget at n={n:,}"
             if fits and not over:
                 entry.update(median_s=statistics.median(r["seconds"] for r in fits),
                              peak_mb=max(r["peak_mb"] for r in fits),
                              ari=statistics.median(r["ari"] for r in fits))
-                if method == HYBRID:
+                history[method].append((entry["n"], entry["median_s"]))
+                if method in (HYBRID, HYBRID_DENSE):
                     entry["timings_median_s"] = {k: statistics.median(r["timings"][k] for r in fits)
                                                  for k in fits[0]["timings"]}
-                    entry["n_clusters"] = fits[-1]["n_clusters"]
+                    entry.update(n_clusters=fits[-1]["n_clusters"], algorithm=fits[-1]["algorithm"],
+                                 regimes=fits[-1]["regimes"])
             results["runs"].setdefault(method, {})[str(n)] = entry
             refits = [r for r in records if r["kind"] == "refit"]
             if method == HYBRID and refits and not over:
@@ -188,6 +265,8 @@ def cluster_benchmark(args: argparse.Namespace) -> dict:
                         slider[f"refit_{param}_ms"] = 1000 * statistics.median(times)
                         slider[f"refit_{param}_over_cold"] = statistics.median(times) / cold
                         slider[f"refit_{param}_runs_ms"] = [1000 * t for t in times]
+                        slider[f"refit_{param}_kmeans_ms"] = 1000 * statistics.median(
+                            r["timings"]["kmeans"] for r in refits if r["param"] == param)
                 results["slider"][str(n)] = slider
             log.info("cluster %-17s n=%-6d %6.1f s wall%s", method, n, time.perf_counter() - t0,
                      f"  ({problem})" if problem else "")
@@ -208,7 +287,10 @@ def machine_info() -> dict:
         mem_kb = next(int(line.split()[1]) for line in fh if line.startswith("MemTotal:"))
     import numpy as np
 
-    return {"nproc": len(os.sched_getaffinity(0)), "cpu_count": os.cpu_count(), "cpu_model": cpu,
+    with open("/proc/meminfo") as fh:
+        available_kb = next(int(line.split()[1]) for line in fh if line.startswith("MemAvailable:"))
+    return {"mem_available_gb": round(available_kb / 1024**2, 1),
+            "nproc": len(os.sched_getaffinity(0)), "cpu_count": os.cpu_count(), "cpu_model": cpu,
             "mem_total_gb": round(mem_kb / 1024**2, 1), "load_avg_start": list(os.getloadavg()),
             "python": platform.python_version(), "numpy": np.__version__, "platform": platform.platform()}
 
@@ -318,48 +400,60 @@ def _mix(photos: list[str]) -> str:
 def _cluster_sections(cl: dict) -> list[str]:
     sizes = [str(n) for n in cl["sizes"]]
     headers = ["method"] + [h for n in sizes for h in (f"n={int(n):,} s", "peak MB", "ARI")]
-    if len(sizes) >= 2:
-        headers.append(f"time exponent {sizes[0]}→{sizes[1]}")
+    pairs = list(zip(sizes, sizes[1:], strict=False))
+    headers += [f"time exponent {a}→{b}" for a, b in pairs]
     rows = []
     for method in cl["methods"]:
         row, runs = [method], cl["runs"].get(method, {})
         for n in sizes:
             e = runs.get(n, {})
-            if e.get("infeasible"):
+            if e.get("skipped"):
+                row += [e["problem"], "", ""]
+            elif e.get("infeasible"):
                 row += [f"infeasible (> {cl['budget_s']:.0f} s)", "", ""]
             elif "median_s" in e:
                 row += [_f(e["median_s"], 2), _f(e["peak_mb"], 0), _f(e["ari"], 3)]
             else:
                 row += [f"failed: {e.get('problem', 'not run')}", "", ""]
-        if len(sizes) >= 2:
-            a, b = runs.get(sizes[0], {}), runs.get(sizes[1], {})
+        for x, y in pairs:
+            a, b = runs.get(x, {}), runs.get(y, {})
             if "median_s" in a and "median_s" in b and not b.get("infeasible"):
                 row.append(_f(math.log(b["median_s"] / a["median_s"]) / math.log(b["n"] / a["n"]), 2))
             else:
                 row.append("")
         rows.append(row)
-    hy = cl["runs"].get(HYBRID, {})
     out = [f"## Clustering cost vs n (synthetic: {cl['per_id']} faces per identity, 128-D unit 2D block with "
-           f"noise {cl['noise2']}, {cl['d3']}-D 3D block; median of {cl['repeats']}; budget {cl['budget_s']:.0f} s)",
+           f"noise {cl['noise2']}, {cl['d3']}-D 3D block; median of {cl['repeats']} (1 from "
+           f"n={cl.get('one_repeat_from', 0):,}); budget {cl['budget_s']:.0f} s)",
            "", _table(headers, rows), "",
            f"- Memory: {cl['memory']}.",
+           "- \"infeasible: needs X GiB\" is computed from the n×n matrices the method holds, not tried; "
+           "\"infeasible: predicted\" extrapolates the method's own times at smaller n.",
+           "- hybrid = `HybridClustering()` (algorithm=\"auto\": sparse kNN-graph path above 5,000 faces); "
+           "hybrid_dense = the same forced onto the n×n path.",
            "- ARI against the known identities is a sanity check (every method saw the same structure), not a "
            "quality benchmark; baselines that need k got the true k."]
-    for n in sizes:
-        if "timings_median_s" in hy.get(n, {}):
-            t = hy[n]["timings_median_s"]
-            out.append(f"- hybrid at n={int(n):,}: k={hy[n]['n_clusters']}; " + ", ".join(
-                f"{k} {_f(v, 2)} s" for k, v in t.items()))
+    for method in (HYBRID, HYBRID_DENSE):
+        for n in sizes:
+            e = cl["runs"].get(method, {}).get(n, {})
+            if "timings_median_s" in e:
+                t = e["timings_median_s"]
+                extra = f"; one-off numba compile before it {_f(e['jit_warmup_s'], 1)} s" if "jit_warmup_s" in e else ""
+                regimes = "/".join(e.get("regimes") or []) or "dense"
+                out.append(f"- {method} at n={int(n):,} ({e.get('algorithm')}, stage 2 {regimes}): "
+                           f"k={e['n_clusters']}; " + ", ".join(f"{k} {_f(v, 2)} s" for k, v in t.items()) + extra)
     if cl["slider"]:
         rows = []
+        nan = float("nan")
         for n, s in cl["slider"].items():
-            nan = float("nan")
-            rows.append([f"{int(n):,}", _f(s["cold_fit_ms"], 0), _f(s.get("refit_lam_ms", nan), 0),
-                         _f(s.get("refit_eps_ms", nan), 0), f"{s.get('refit_lam_over_cold', nan):.2f}",
-                         f"{s.get('refit_eps_over_cold', nan):.2f}"])
-        out += ["", "## Slider latency (HybridClustering.refit, per-block distance matrices reused)", "",
-                _table(["n", "cold fit ms", "refit(lam) ms", "refit(eps) ms", "lam refit / cold", "eps refit / cold"],
-                       rows), ""]
+            rows.append([f"{int(n):,}", _f(s["cold_fit_ms"], 0)]
+                        + [_f(s.get(f"refit_{p}_ms", nan), 0) for p in SLIDER_VALUES]
+                        + [f"{s.get(f'refit_{p}_over_cold', nan):.2f}" for p in SLIDER_VALUES])
+        out += ["", "## Slider latency (HybridClustering.refit: per-block matrices or kNN graphs reused)", "",
+                _table(["n", "cold fit ms", "refit(lam) ms", "refit(eps) ms", "refit(lam), k fixed ms",
+                        "lam / cold", "eps / cold", "lam, k fixed / cold"], rows),
+                "", "refit(lam) and refit(eps) keep n_clusters=\"auto\" (the silhouette sweep over k runs again); "
+                "\"k fixed\" pins n_clusters at the k the fit chose.", ""]
     return out
 
 
@@ -373,7 +467,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="repeats per measurement; medians are reported")
     p.add_argument("--large", action="store_true", help=f"also cluster n={LARGE_SIZE:,}")
     p.add_argument("--sizes", type=int, nargs="+", help=f"clustering sizes instead of {SIZES}")
-    p.add_argument("--budget", type=float, default=120.0, help="seconds a clustering run may take before it is "
+    p.add_argument("--budget", type=float, default=240.0, help="seconds a clustering run may take before it is "
                    "marked infeasible")
     p.add_argument("--per-id", type=int, default=20, help="synthetic faces per identity")
     p.add_argument("--d3", type=int, default=80, help="width of the synthetic 3D block (80 = the shape block)")

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .errors import FaceclusterError, ImageReadError
-from .io.datasets import FaceSource, load_faces
+from .io.datasets import FaceSource, display_path, load_faces
 from .io.images import probe_image
 
 log = logging.getLogger("facecluster_widgets")
@@ -78,7 +78,7 @@ def _info(args: argparse.Namespace) -> int:
         try:
             info = probe_image(path)
         except ImageReadError as exc:
-            failures.append((exc.path, exc.reason))
+            failures.append((display_path(exc.path), exc.reason))  # a non-UTF-8 name must not crash print()
             continue
         formats[info.format] += 1
         modes[info.mode] += 1

@@ -12,8 +12,8 @@ Why two terms and how they are made comparable:
 * **Normalisation (what makes λ mean what it says)**: each term is divided by its *median pairwise value over the
   fitted faces* (``s2``, ``s3``, computed once in :meth:`FusedMetric.fit`). After it, a typical pair of faces is at
   distance 1 in both modalities, so λ is the share of the typical distance given to the 2D term: λ = 1 ignores
-  3D entirely, λ = 0 ignores 2D. If over half of the pairs coincide (median 0) the mean of the non-zero pairwise
-  distances is used; a block with no non-zero distance at all gets scale 1 (its term is 0 anyway).
+  3D entirely, λ = 0 ignores 2D. If over half of the pairs coincide (median 0, up to rounding) the mean of the
+  non-zero pairwise distances is used; a block with no non-zero distance at all gets scale 1 (its term is 0 anyway).
 
 The ``"concat"`` fusion (early fusion, for comparison) standardises every block column by column, divides each
 block by ``sqrt(its number of non-constant columns)`` so wide blocks do not outvote narrow ones, and measures
@@ -54,6 +54,9 @@ MEDIAN_SAMPLE = 2000
 MEDIAN_SEED = 0
 #: A column whose standard deviation is below this times max(1, |its mean|) counts as constant (rounding noise).
 CONSTANT_STD = 1e-12
+#: A pairwise distance below this counts as zero when choosing the scale: it is a zero distance blurred by rounding
+#: (float32, ~7 digits), and dividing by it would blow identical faces apart to a "typical" distance of 1.
+ZERO_DISTANCE = 1e-6
 
 
 def as_blocks(X: Features | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -76,6 +79,8 @@ def as_blocks(X: Features | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
             raise FeatureInputError(f"feature block {name!r} is not numeric: {exc}") from None
         if arr.ndim != 2:
             raise FeatureInputError(f"feature block {name!r} must be 2-D (faces x features), got shape {arr.shape}")
+        if arr.shape[1] == 0:
+            raise FeatureInputError(f"feature block {name!r} has no columns (shape {arr.shape})")
         if n_rows is not None and arr.shape[0] != n_rows:
             raise FeatureInputError(f"feature block {name!r} has {arr.shape[0]} rows, others have {n_rows}")
         n_rows = arr.shape[0]
@@ -90,6 +95,8 @@ def valid_rows(blocks: Mapping[str, np.ndarray], names: Sequence[str] | None = N
     ok = np.ones(n, dtype=bool)
     for name in names:
         ok &= np.isfinite(blocks[name]).all(axis=1)
+        with np.errstate(over="ignore", invalid="ignore"):  # values past ~1e154 overflow any distance: as bad as NaN
+            ok &= np.isfinite(np.einsum("ij,ij->i", blocks[name], blocks[name]))
     return ok
 
 
@@ -177,9 +184,9 @@ def robust_scale(points: np.ndarray, distance: str) -> float:
         full = euclidean_distances(points, points, squared=distance == "sqeuclidean")
     pairs = full[np.triu_indices(n, k=1)]
     median = float(np.median(pairs))
-    if median > 0:
+    if median > ZERO_DISTANCE:
         return median
-    positive = pairs[pairs > 0]
+    positive = pairs[pairs > ZERO_DISTANCE]
     return float(positive.mean()) if positive.size else 1.0
 
 

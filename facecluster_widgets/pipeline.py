@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 
 from .config import default_cache_dir
 from .errors import ImageReadError
-from .io.datasets import FaceSource, load_faces
+from .io.datasets import FaceSource, display_path, load_faces
+from .io.flags import flag_faces
 from .io.images import file_hash
 from .io.table import FACE_COLUMNS, IMAGE_COLUMNS, face_id, make_frame
 from .stages import DEFAULT_DETECTOR, ImageWork, PipelineConfig, StageRunner, StageTimer, build_stages
@@ -34,11 +35,16 @@ __all__ = ["DEFAULT_DETECTOR", "PipelineConfig", "extract", "thumbnail_of"]
 
 
 def extract(faces: str | os.PathLike | Sequence | FaceSource, store: str | os.PathLike | Store | None = None, *,
-            config: PipelineConfig | None = None, progress: bool = True, **overrides: object) -> Store:
+            config: PipelineConfig | None = None, progress: bool = True, client: object | None = None,
+            **overrides: object) -> Store:
     """Run every stage over ``faces`` and return the store holding the results.
 
     ``overrides`` replace fields of ``config`` (e.g. ``detector="mediapipe"``). Unreadable files and
     images without a face keep a row with the reason; the run goes on.
+
+    ``client``: a ``dask.distributed.Client``; the stages then run on its workers, batches of images per task,
+    writing into the same store (:mod:`facecluster_widgets.distributed`; the store and the photos must be at the
+    same paths on every worker), and this process only gathers the results.
     """
     config = _with_overrides(config or PipelineConfig(), overrides)
     source = load_faces(faces)
@@ -50,16 +56,21 @@ def extract(faces: str | os.PathLike | Sequence | FaceSource, store: str | os.Pa
     copies: dict[str, int] = {}
     labels = source.labels or (None,) * len(source)
     started = time.perf_counter()
+    distributed = None
+    if client is not None:
+        from .distributed import distribute
+
+        distributed = distribute(client, source.paths, st.root, config)
     with ExitStack() as resources:
         runners = build_stages(config, resources)
         for path, label in tqdm(list(zip(source.paths, labels, strict=True)), desc="extract", unit="img",
                                 disable=not progress):
-            base = {"path": str(path), "label": label, "dataset": source.name}
+            base = {"path": display_path(path), "label": label, "dataset": source.name}
             t0 = time.perf_counter()
             try:
                 image_id = file_hash(path)
             except ImageReadError as exc:
-                image_id = hashlib.blake2b(f"unreadable:{path}".encode(), digest_size=16).hexdigest()
+                image_id = hashlib.blake2b(f"unreadable:{base['path']}".encode(), digest_size=16).hexdigest()
                 image_rows.append({**base, "image_id": image_id, "status": "unreadable", "reason": exc.reason})
                 face_rows.append(_failure_row(base, image_id, "unreadable", exc.reason))
                 face_results.append(None)
@@ -88,24 +99,37 @@ def extract(faces: str | os.PathLike | Sequence | FaceSource, store: str | os.Pa
                                   "duplicate_of": face_id(image_id, index) if copy else None,
                                   "primary": index == main, "label": label if index == main else None})
                 face_results.append(work.results)
+    for where, reason in source.skipped:  # folders the walk could not enter or looped back to: listed, not lost
+        image_rows.append({"path": where, "label": None, "dataset": source.name, "status": "skipped",
+                           "reason": reason,
+                           "image_id": hashlib.blake2b(f"skipped:{where}".encode(), digest_size=16).hexdigest()})
     table = make_frame(face_rows, FACE_COLUMNS)
-    arrays = _gather(st, runners, table, face_results)
     images = make_frame(image_rows, IMAGE_COLUMNS)
-    st.write_table("images", images)
-    st.write_table("faces", table)
-    report = {"source": source.name, "n_images": len(images), "n_faces": int((table["status"] == "ok").sum()),
-              "n_unreadable": int((images["status"] == "unreadable").sum()),
-              "n_no_face": int((table["status"] == "no_face").sum()),
-              "missing": {name: int(np.isnan(st.read_array(name)).reshape(len(table), -1).any(axis=1).sum())
-                          for name in arrays if name.startswith("feature_")},
-              "stages": {r.stage.name: r.stage.key for r in runners},
-              "arrays": arrays,
-              "config": {"detector": config.detector, "embedder": config.embedder},
-              "wall_seconds": round(time.perf_counter() - started, 3), **timer.to_dict()}
-    st.write_json("run", report)
+    with st.lock():  # a concurrent extract into this store finishes before or after ours, never interleaved
+        arrays = _gather(st, runners, table, face_results)
+        flag_faces(table, {r["image_id"]: (r["width"], r["height"]) for r in image_rows if r["status"] == "ok"})
+        st.write_table("images", images)
+        st.write_table("faces", table)
+        report = {"source": source.name, "n_images": int((images["status"] != "skipped").sum()),
+                  "n_faces": int((table["status"] == "ok").sum()),
+                  "n_unreadable": int((images["status"] == "unreadable").sum()),
+                  "n_skipped": int((images["status"] == "skipped").sum()),
+                  "n_no_face": int((table["status"] == "no_face").sum()),
+                  "missing": {name: int((~np.isfinite(st.read_array(name))).reshape(len(table), -1).any(axis=1).sum())
+                              for name in arrays if name.startswith("feature_")},
+                  "stages": {r.stage.name: r.stage.key for r in runners},
+                  "arrays": arrays,
+                  "config": {"detector": config.detector, "embedder": config.embedder},
+                  "wall_seconds": round(time.perf_counter() - started, 3), **timer.to_dict()}
+        if distributed is not None:
+            report["distributed"] = distributed
+        st.write_json("run", report)
     log.info("extracted %d faces from %d images (%d unreadable, %d without a face) in %.1f s",
              report["n_faces"], report["n_images"], report["n_unreadable"], report["n_no_face"],
              report["wall_seconds"])
+    if report["n_unreadable"] or report["n_skipped"]:
+        log.warning("%d file(s) could not be read and %d folder(s) were skipped; store.errors lists each with "
+                    "its reason", report["n_unreadable"], report["n_skipped"])
     return st
 
 

@@ -21,8 +21,9 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Mapping
-from contextlib import suppress
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -31,6 +32,11 @@ import numpy as np
 import pandas as pd
 
 from .errors import StoreError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory locks; concurrent runs there are unsupported
+    fcntl = None
 from .features import Features
 
 log = logging.getLogger(__name__)
@@ -38,6 +44,8 @@ log = logging.getLogger(__name__)
 FORMAT = "facecluster-store"
 FORMAT_VERSION = 1
 _META_KEY = "__meta__"
+#: Largest store entry read (unpacked): one image's largest result, the crops of a 100-face group photo, is ~4 MB.
+MAX_ENTRY_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -121,6 +129,24 @@ class Store:
         folder = self.root / "stages"
         return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
 
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the store's write lock (an advisory ``flock`` on ``.lock``, released even if the holder is killed).
+
+        Two processes finishing an extraction into one store take turns, so the faces table, its arrays and
+        ``run.json`` always come from one run. Per-image entries need no lock: each is written atomically and
+        is the same whoever computes it.
+        """
+        if fcntl is None:  # pragma: no cover
+            yield
+            return
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
     # -- tables and aligned arrays ----------------------------------------------------------------
     def write_table(self, name: str, frame: pd.DataFrame) -> None:
         path = self.root / "tables" / f"{_safe_name(name)}.parquet"
@@ -149,9 +175,13 @@ class Store:
         if not path.is_file():
             raise StoreError(f"{path}: no '{name}' array in this store")
         try:
-            return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
-        except (ValueError, OSError, EOFError) as exc:
-            raise StoreError(f"{path}: damaged array file ({exc})") from exc
+            array = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+        except Exception as exc:  # a damaged header raises ValueError, SyntaxError, tokenize.TokenError...
+            raise StoreError(f"{path}: damaged array file ({type(exc).__name__}: {exc})") from exc
+        if not isinstance(array, np.ndarray):  # np.load reads a zip (an .npz) as a mapping, not an array
+            array.close()
+            raise StoreError(f"{path}: damaged array file (holds {type(array).__name__}, not one array)")
+        return array
 
     def array_names(self) -> list[str]:
         folder = self.root / "arrays"
@@ -164,11 +194,14 @@ class Store:
     def read_json(self, name: str) -> dict:
         path = self.root / f"{_safe_name(name)}.json"
         try:
-            return json.loads(path.read_text())
+            data = json.loads(path.read_text())
         except FileNotFoundError as exc:
             raise StoreError(f"{path}: not in this store") from exc
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise StoreError(f"{path}: damaged JSON ({exc})") from exc
+        if not isinstance(data, dict):
+            raise StoreError(f"{path}: damaged JSON (a {type(data).__name__}, not an object)")
+        return data
 
     # -- what users read --------------------------------------------------------------------------
     @property
@@ -196,7 +229,11 @@ class Store:
         except (StoreError, KeyError):
             names = self.array_names()
         blocks = {name.removeprefix("feature_"): self.read_array(name) for name in names if name.startswith("feature_")}
-        return Features(face_ids=table["face_id"].to_numpy(dtype=str), blocks=blocks)
+        try:
+            return Features(face_ids=table["face_id"].to_numpy(dtype=str), blocks=blocks)
+        except ValueError as exc:  # only a table and arrays from different runs disagree in length
+            raise StoreError(f"{self.root}: the faces table and the feature arrays are from different runs ({exc}); "
+                             "run extract() again") from exc
 
 
 def file_identity(path: str | os.PathLike, head_bytes: int = 1 << 20) -> dict:
@@ -219,16 +256,19 @@ def open_store(path: str | os.PathLike, create: bool = True) -> Store:
             info = json.loads(marker.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
             raise StoreError(f"{marker}: damaged store marker ({exc})") from exc
+        if not isinstance(info, dict) or not isinstance(info.get("version", 0), int):
+            raise StoreError(f"{marker}: damaged store marker (not an object with an integer version)")
         if info.get("format") != FORMAT:
             raise StoreError(f"{root}: not a facecluster store (STORE.json says {info.get('format')!r})")
-        if int(info.get("version", 0)) > FORMAT_VERSION:
+        if info.get("version", 0) > FORMAT_VERSION:
             raise StoreError(f"{root}: store format {info.get('version')} is newer than this toolkit "
                              f"({FORMAT_VERSION}); upgrade facecluster_widgets or use a new folder")
         return Store(root)
     if not create:
         raise StoreError(f"{root}: no store here (STORE.json missing); "
                          f"run extract() with store={str(root)!r}")
-    if root.exists() and any(root.iterdir()):
+    # Another process creating this store at the same moment leaves only its marker's temporary file here.
+    if root.exists() and any(not p.name.startswith(f".{marker.name}.") for p in root.iterdir()):
         raise StoreError(f"{root}: folder is not empty and is not a store; choose an empty or new folder "
                          "so nothing of yours is overwritten")
     _ensure_dir(root)
@@ -236,13 +276,27 @@ def open_store(path: str | os.PathLike, create: bool = True) -> Store:
     return Store(root)
 
 
-def read_npz(path: Path) -> Result:
-    """Read one stage result without pickle; any damage becomes a :class:`StoreError`."""
+def read_npz(path: Path, max_bytes: int = MAX_ENTRY_BYTES) -> Result:
+    """Read one stage result without pickle; any damage becomes a :class:`StoreError`.
+
+    An entry whose members unpack to more than ``max_bytes`` is refused before anything is unpacked.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+    except Exception as exc:  # not a zip at all: BadZipFile, OSError, ValueError...
+        raise StoreError(f"{path}: unreadable store entry ({type(exc).__name__}: {exc})") from exc
+    if declared > max_bytes:
+        raise StoreError(f"{path}: store entry unpacks to {declared / 2**20:.0f} MiB, above the "
+                         f"{max_bytes / 2**20:.0f} MiB limit (a guard against zip bombs)")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
     except Exception as exc:  # zipfile, ValueError, OSError, EOFError... all mean "damaged"
         raise StoreError(f"{path}: unreadable store entry ({type(exc).__name__}: {exc})") from exc
+    for name, value in arrays.items():
+        if not isinstance(value, np.ndarray):  # numpy hands back a non-.npy member's raw bytes, unparsed
+            raise StoreError(f"{path}: member {name!r} is not an array (a store entry holds .npy members only)")
     meta_raw = arrays.pop(_META_KEY, None)
     try:
         meta = json.loads(str(meta_raw)) if meta_raw is not None else {}

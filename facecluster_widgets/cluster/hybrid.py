@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
+import pandas as pd
 from scipy.optimize import linear_sum_assignment
 from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.cluster import DBSCAN
@@ -37,25 +38,33 @@ from ..errors import FeatureInputError, MetricInputError
 from ..features import Features
 from ..fusion import BLOCK_2D, FUSIONS, FusedMetric, as_blocks, split_names, valid_rows
 from ..metrics import silhouette
+from . import graph
 
 log = logging.getLogger(__name__)
 
-#: λ: the 2D embedding is the stronger identity cue, the 3D descriptors add pose/lighting-robust evidence.
-DEFAULT_LAM = 0.65
-#: DBSCAN radius on the fused distance, whose typical pair is at ~1 after normalisation: a face needs
-#: ``min_samples`` faces within half the typical distance to be a core face.
-DEFAULT_EPS = 0.5
+# The defaults below were chosen ONCE, for every dataset, by one declared rule: the grid eps ∈ {0.4, 0.5, 0.6} ×
+# λ ∈ {0.65, 0.8, 0.9} × min_samples ∈ {2, 3} × 3D blocks ∈ {identity, all}, scored by ARI (k="auto") on lfw10, orl,
+# yale and cfp100; the cell whose WORST dataset is best wins (maximin). Left-one-dataset-out, the same rule picks
+# cells that score 0.974 / 0.988 / 1.000 / 0.640 on the held-out set (lfw10 / orl / yale / cfp100), so the choice is
+# not an artefact of one dataset. benchmarks/defaults_grid.py reruns the grid.
+#: λ: the 2D embedding is by far the stronger identity cue here (dlib ResNet vs a 3DMM fitted to 68 landmarks);
+#: the 3D term still lifts cfp100's profiles (ARI 0.628 at λ = 1 → 0.660 at 0.9). The method's 0.65 scores lower.
+DEFAULT_LAM = 0.9
+#: DBSCAN radius on the fused distance, whose typical pair is at ~1 after normalisation (median scaling).
+DEFAULT_EPS = 0.6
 #: DBSCAN density: 3 faces, the minimum a photo manager (Immich: ``minFaces = 3``) needs to call a group a person.
 DEFAULT_MIN_SAMPLES = 3
 #: K-Means restarts; the run with the lowest inertia is kept. 4 keeps a slider refit of 1,000 faces interactive.
 DEFAULT_N_INIT = 4
-#: k="auto" sweeps k over DBSCAN's count ± max(this, ...) ...
-AUTO_K_MIN_SPAN = 2
-#: ... ± this share of it: DBSCAN merges identities that touch at large eps and drops sparse ones at small eps.
-AUTO_K_REL_SPAN = 0.25
-#: A wider range is first scored on this many evenly spaced k, then every k between the best one's neighbours:
-#: a slider refit of 1,000 faces / 50 identities then scores ~15 k instead of 27.
-AUTO_K_GRID = 7
+#: k="auto" scores k = max(2, largest photo's faces) .. (faces DBSCAN kept) / this by silhouette: at most one
+#: cluster per two faces. DBSCAN's own cluster count is NOT used to centre the range: measured at one eps it was
+#: 10/34/12/42 on lfw10/orl/yale/cfp100 whose true counts are 10/40/15/100, while the silhouette peak sat at the
+#: true k on all four (benchmarks/auto_k.py).
+AUTO_K_MAX_SHARE = 2
+#: First a geometric grid of this many k over the range (identity counts span orders of magnitude) ...
+AUTO_K_GRID = 12
+#: ... then grids of at most this many k between the best k's scored neighbours, until they are adjacent.
+AUTO_K_REFINE = 6
 #: When DBSCAN finds one cluster, k stays 1 unless a split reaches this silhouette (Kaufman & Rousseeuw: below
 #: 0.25 "no substantial structure has been found").
 SINGLE_CLUSTER_SILHOUETTE = 0.25
@@ -64,7 +73,7 @@ MAX_DENSE_FACES = 15_000
 #: Cost standing for "forbidden" in the assignment problem (finite: scipy rejects infeasible inf matrices).
 _FORBIDDEN = 1e12
 #: Parameters whose change invalidates the cached per-block matrices.
-_CACHE_PARAMS = ("fusion", "block_2d", "blocks_3d")
+_CACHE_PARAMS = ("fusion", "block_2d", "blocks_3d", "algorithm")
 
 
 @dataclass(frozen=True)
@@ -189,20 +198,21 @@ class HybridClustering(ClusterMixin, BaseEstimator):
     eps, min_samples : DBSCAN on the fused distance (typical pair ≈ 1 after normalisation); faces it marks as
         noise are left out of stage 2.
     lam : weight λ of the 2D term (1 = 2D only, 0 = 3D only).
-    n_clusters : int, or "auto": DBSCAN's cluster count ``c``, refined by a silhouette sweep on the fused
-        distance over ``k = max(2, c − s) .. c + s`` with ``s = max(2, ceil(c / 4))`` (DBSCAN's count is biased:
-        it merges identities that touch at large eps and drops sparse ones at small eps; the silhouette is the
-        label-free criterion of how well a k-partition fits the same distance). Each candidate is scored with one
-        K-Means++ run; more than 7 candidates are scored coarse-to-fine (7 evenly spaced k, then every k between
-        the best one's neighbours); the chosen k then gets its ``n_init`` restarts. The lower end is raised to the
-        largest photo's face count when cannot-link is on (a photo of 5 faces shows at least 5 people). Ties go
-        to the k closest to ``c``. If DBSCAN finds one cluster, k = 1 unless a split reaches silhouette 0.25.
+    n_clusters : int, or "auto": the k with the highest silhouette on the fused distance among
+        ``k = max(2, f) .. m / 2`` (``m`` faces DBSCAN kept, ``f`` the largest photo's face count when cannot-link is
+        on: a photo of 5 faces shows at least 5 people), each candidate scored with one K-Means++ run: first a
+        geometric grid of 12 k, then grids of ≤ 6 k between the best one's neighbours until they are adjacent; the
+        chosen k then gets its ``n_init`` restarts. Ties go to the smaller k. DBSCAN's cluster count is reported
+        but not used: at one eps it is biased in either direction (it merges identities that touch and drops
+        sparse ones). If DBSCAN finds one cluster, k = 1 unless a split reaches silhouette 0.25.
         ``n_clusters_reason_`` states what happened.
     fusion : "metric" (the method) or "concat" (weighted concatenation of standardised blocks, squared Euclidean).
     noise : "keep" (noise faces stay −1) or "assign" (they join their nearest centroid after stage 2).
     cannot_link : with ``groups`` given to :meth:`fit`, faces of one photo never share a cluster.
     n_init, max_iter, tol, random_state : stage-2 restarts and stopping rule (see the module docstring).
     block_2d, blocks_3d : block names; by default "2d" and every other block.
+    algorithm : "dense" (n×n matrices), "sparse" (kNN graphs, no n×n matrix: :mod:`.graph`) or "auto" (sparse
+        above ``graph.AUTO_SPARSE_FACES`` faces with complete features). ``algorithm_`` says which ran.
 
     ``fit(X, groups=...)`` takes a :class:`~facecluster_widgets.features.Features` or a dict ``name -> (n, d)``.
     Faces with any NaN/inf in the used blocks (or an all-zero 2D embedding) get −1 and ``invalid_mask_``.
@@ -221,6 +231,10 @@ class HybridClustering(ClusterMixin, BaseEstimator):
         faces ``valid_index_``; ``fused_distances_`` its matrix for ``lam``.
     timings_ : seconds per stage of the last fit/refit (prepare, fuse, dbscan, kmeans, assign, total).
     reused_cache_ : whether the last call reused the per-block matrices (see :meth:`refit`).
+    algorithm_ : "dense" or "sparse". On the sparse path ``fused_distances_`` is None; ``graph_`` holds the
+        kNN graphs (:class:`~.graph.FusedGraph`, reused by refit), ``fused_graph_`` their fused distances for
+        ``lam`` (CSR), ``sparse_truncated_`` the share of faces whose kNN list ends within eps, and
+        ``stage2_regimes_`` which K-Means ran ("exact" / "graph").
     """
 
     _parameter_constraints: dict = {
@@ -237,13 +251,14 @@ class HybridClustering(ClusterMixin, BaseEstimator):
         "random_state": ["random_state"],
         "block_2d": [str],
         "blocks_3d": [None, tuple, list],
+        "algorithm": [StrOptions({"auto", *graph.ALGORITHMS})],
     }
 
     def __init__(self, eps: float = DEFAULT_EPS, min_samples: int = DEFAULT_MIN_SAMPLES, lam: float = DEFAULT_LAM,
                  n_clusters: int | str = "auto", fusion: str = "metric", noise: str = "keep",
                  cannot_link: bool = True, n_init: int = DEFAULT_N_INIT, max_iter: int = 100, tol: float = 1e-6,
                  random_state: int | np.random.RandomState | None = 0, block_2d: str = BLOCK_2D,
-                 blocks_3d: Sequence[str] | None = None) -> None:
+                 blocks_3d: Sequence[str] | None = None, algorithm: str = "auto") -> None:
         self.eps = eps
         self.min_samples = min_samples
         self.lam = lam
@@ -257,6 +272,7 @@ class HybridClustering(ClusterMixin, BaseEstimator):
         self.random_state = random_state
         self.block_2d = block_2d
         self.blocks_3d = blocks_3d
+        self.algorithm = algorithm
 
     def fit(self, X: Features | Mapping[str, np.ndarray], y: None = None,
             groups: Sequence | np.ndarray | None = None) -> HybridClustering:
@@ -271,6 +287,12 @@ class HybridClustering(ClusterMixin, BaseEstimator):
             groups_arr = np.asarray(groups)
             if groups_arr.ndim != 1 or groups_arr.shape[0] != n:
                 raise FeatureInputError(f"groups must give one photo id per face ({n}), got shape {groups_arr.shape}")
+            missing = int(pd.isna(groups_arr).sum())
+            if missing:
+                raise FeatureInputError(f"groups has {missing} missing photo id(s) (None/NaN); give every face one, "
+                                        "e.g. the faces table's image_id")
+            if groups_arr.dtype == object:  # mixed id types (numbers and text) cannot be sorted: compare as text
+                groups_arr = groups_arr.astype(str)
         used = ([name_2d] if name_2d else []) + list(names_3d)
         valid = valid_rows(blocks, used)
         if name_2d:
@@ -278,16 +300,22 @@ class HybridClustering(ClusterMixin, BaseEstimator):
         n_valid = int(valid.sum())
         if n_valid == 0:
             raise FeatureInputError(f"none of the {n} faces has complete features (NaN/inf in {used})")
-        if n_valid > MAX_DENSE_FACES:
+        algorithm = graph.choose_algorithm(self.algorithm, n_valid)
+        if algorithm == "dense" and n_valid > MAX_DENSE_FACES:
             raise FeatureInputError(f"{n_valid} faces exceed the dense path's limit of {MAX_DENSE_FACES} "
-                                    f"(three {n_valid}x{n_valid} matrices); cluster a subset")
+                                    f"(three {n_valid}x{n_valid} matrices); use algorithm='sparse' or 'auto'")
         if n_valid < n:
             log.warning("%d of %d faces have incomplete features (NaN/inf or an all-zero 2D embedding) and get "
                         "label -1", n - n_valid, n)
         self._check_sizes(n_valid)
         metric = FusedMetric.fit({name: block[valid] for name, block in blocks.items() if name in used},
                                  fusion=self.fusion, block_2d=self.block_2d, blocks_3d=names_3d)
-        _ = metric.block_distances
+        self.algorithm_ = algorithm
+        self.graph_ = None
+        if algorithm == "dense":
+            _ = metric.block_distances
+        else:
+            self.graph_ = graph.FusedGraph.build(metric, random_state=self.random_state)
         self.distance_ = metric
         self.valid_index_ = np.flatnonzero(valid)
         self.invalid_mask_ = ~valid
@@ -320,7 +348,9 @@ class HybridClustering(ClusterMixin, BaseEstimator):
 
     def _cache_params(self) -> tuple:
         blocks_3d = None if self.blocks_3d is None else tuple(self.blocks_3d)
-        return self.fusion, self.block_2d, blocks_3d
+        fitted = getattr(self, "valid_index_", None)  # "auto" resolved, so auto -> the same path keeps the cache
+        algorithm = self.algorithm if fitted is None else graph.choose_algorithm(self.algorithm, fitted.shape[0])
+        return self.fusion, self.block_2d, blocks_3d, algorithm
 
     def _check_sizes(self, n_valid: int) -> None:
         if n_valid < self.min_samples:
@@ -334,7 +364,7 @@ class HybridClustering(ClusterMixin, BaseEstimator):
         metric: FusedMetric = self.distance_
         lam = float(self.lam)
         tick = time.perf_counter()
-        fused = metric.pairwise(lam)
+        fused = metric.pairwise(lam) if self.graph_ is None else self.graph_.fused(lam)
         timings["fuse"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
@@ -349,7 +379,9 @@ class HybridClustering(ClusterMixin, BaseEstimator):
         self.dbscan_labels_[valid_idx] = db
         self.noise_mask_ = np.zeros(n, dtype=bool)
         self.noise_mask_[valid_idx[db < 0]] = True
-        self.fused_distances_ = fused
+        self.fused_distances_ = fused if self.graph_ is None else None
+        self.fused_graph_ = fused if self.graph_ is not None else None
+        self.sparse_truncated_ = graph.truncated_share(fused, self.eps) if self.graph_ is not None else 0.0
         self.auto_k_scores_ = {}
         self.cannot_link_unassigned_ = 0
         self.reused_cache_ = reused
@@ -373,9 +405,19 @@ class HybridClustering(ClusterMixin, BaseEstimator):
                                     f"(eps={self.eps}, min_samples={self.min_samples}); raise eps, lower "
                                     "min_samples or lower n_clusters")
         core_groups = group_index(groups_valid[core]) if groups_valid is not None else []
-        D_core = fused[np.ix_(core, core)]
         rng = check_random_state(self.random_state)
-        result = self._stage2(metric, lam, core, D_core, n_db, core_groups, rng)
+        if self.graph_ is None:
+            D_core = fused[np.ix_(core, core)]
+
+            def run(k: int, n_init: int) -> KMeansResult:
+                return fused_kmeans(metric, lam, core, D_core, k, groups=core_groups, n_init=n_init,
+                                    max_iter=self.max_iter, tol=self.tol, rng=rng)
+
+            stage = graph.Stage2(run, lambda labels: silhouette(labels, D_core), None)  # the dense path
+        else:
+            stage = graph.sparse_stage2(metric, lam, core, fused, core_groups, rng, self.max_iter, self.tol)
+        result = self._stage2(core, n_db, core_groups, stage)
+        self.stage2_regimes_ = stage.regimes
         timings["kmeans"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
@@ -384,12 +426,18 @@ class HybridClustering(ClusterMixin, BaseEstimator):
         unassigned = int((core_labels < 0).sum())
         if self.noise == "assign" and core.size < valid_idx.size:
             noise_pos = np.flatnonzero(db < 0)
-            dist = metric.to_centroids(lam, result.centroids, noise_pos)
-            forbidden, noise_groups = None, []
-            if groups_valid is not None:
-                forbidden = _taken_by_group(groups_valid, core, core_labels, noise_pos, dist.shape[1])
-                noise_groups = group_index(groups_valid[noise_pos])
-            noise_labels = assign(dist, noise_groups, forbidden)
+            k = result.centroids["2d"].shape[0]
+            noise_groups = group_index(groups_valid[noise_pos]) if groups_valid is not None else []
+            if self.graph_ is None:
+                dist = metric.to_centroids(lam, result.centroids, noise_pos)
+                forbidden = None
+                if groups_valid is not None:
+                    forbidden = _taken_by_group(groups_valid, core, core_labels, noise_pos, k)
+                noise_labels = assign(dist, noise_groups, forbidden)
+            else:  # no (noise × k) matrix: only faces sharing a photo get full rows
+                noise_labels = graph.assign_noise(
+                    metric, lam, result.centroids, noise_pos, noise_groups,
+                    lambda where: _taken_by_group(groups_valid, core, core_labels, noise_pos[where], k))
             self.labels_[valid_idx[noise_pos]] = noise_labels
             unassigned += int((noise_labels < 0).sum())
         timings["assign"] = time.perf_counter() - tick
@@ -406,11 +454,9 @@ class HybridClustering(ClusterMixin, BaseEstimator):
         self.timings_ = timings
         return self
 
-    def _stage2(self, metric: FusedMetric, lam: float, core: np.ndarray, D_core: np.ndarray, n_db: int,
-                groups: list[np.ndarray], rng: np.random.RandomState) -> KMeansResult:
+    def _stage2(self, core: np.ndarray, n_db: int, groups: list[np.ndarray], stage: graph.Stage2) -> KMeansResult:
         def run(k: int, n_init: int = self.n_init) -> KMeansResult:
-            return fused_kmeans(metric, lam, core, D_core, k, groups=groups, n_init=n_init,
-                                max_iter=self.max_iter, tol=self.tol, rng=rng)
+            return stage.run(k, n_init)
 
         db_text = f"DBSCAN (eps={self.eps}, min_samples={self.min_samples}) found {n_db} cluster(s)"
         if self.n_clusters != "auto":
@@ -418,17 +464,16 @@ class HybridClustering(ClusterMixin, BaseEstimator):
             self.n_clusters_reason_ = f"Given: n_clusters={self.n_clusters}; {db_text} and left {core.size} faces."
             return run(self.n_clusters_)
         floor = max((g.shape[0] for g in groups), default=1)
-        span = max(AUTO_K_MIN_SPAN, math.ceil(AUTO_K_REL_SPAN * n_db))
-        lo = max(2, n_db - span, floor)
-        hi = min(max(n_db + span, lo), core.size - 1)
+        lo = max(2, floor)
+        hi = min(max(core.size // AUTO_K_MAX_SHARE, lo), core.size - 1)
         if lo > hi:
             k = min(max(n_db, floor, 1), core.size)
             self.n_clusters_ = k
             self.n_clusters_reason_ = (f"{db_text}; with only {core.size} faces left no silhouette sweep is "
                                        f"possible, so k={k}.")
             return run(k)
-        results = self._sweep(lo, hi, n_db, lambda k: run(k, 1), D_core)
-        best = max(results, key=lambda k: (self.auto_k_scores_[k], -abs(k - n_db), -k))
+        results = self._sweep(lo, hi, stage.sweep_run or (lambda k: run(k, 1)), stage.score, stage.max_runs)
+        best = max(results, key=lambda k: (self.auto_k_scores_[k], -k))
         best_score = self.auto_k_scores_[best]
         if n_db <= 1 and floor <= 1 and best_score < SINGLE_CLUSTER_SILHOUETTE:
             self.n_clusters_ = 1
@@ -440,15 +485,15 @@ class HybridClustering(ClusterMixin, BaseEstimator):
         if self.n_init > 1:
             more = run(best, self.n_init - 1)
             result = more if more.inertia < result.inertia else result
-        floor_text = f", at least {floor} (the largest photo's faces)" if floor > 1 else ""
+        floor_text = f" (at least {floor}: the largest photo's faces)" if floor > 1 else ""
         self.n_clusters_reason_ = (f"{db_text}; k={best} has the highest silhouette ({best_score:.3f}) on the fused "
-                                   f"distance among the {len(results)} k scored in {lo}..{hi} (DBSCAN's count ± "
-                                   f"max({AUTO_K_MIN_SPAN}, {AUTO_K_REL_SPAN:.0%}){floor_text}).")
+                                   f"distance among the {len(results)} k scored in {lo}..{hi}{floor_text}.")
         return result
 
-    def _sweep(self, lo: int, hi: int, n_db: int, run: Callable[[int], KMeansResult],
-               D_core: np.ndarray) -> dict[int, KMeansResult]:
-        """Score k in lo..hi by silhouette (into ``auto_k_scores_``), coarse-to-fine when there are many."""
+    def _sweep(self, lo: int, hi: int, run: Callable[[int], KMeansResult], score_labels: Callable[[np.ndarray], float],
+               max_runs: int | None = None) -> dict[int, KMeansResult]:
+        """Score k in lo..hi by silhouette (into ``auto_k_scores_``): a geometric grid, then ever finer grids
+        between the best k's neighbours until they are adjacent (~30 K-Means runs for 1,000 faces)."""
         results: dict[int, KMeansResult] = {}
 
         def score(ks: Iterable[int]) -> None:
@@ -456,17 +501,23 @@ class HybridClustering(ClusterMixin, BaseEstimator):
                 if k not in results:
                     results[k] = run(k)
                     try:
-                        self.auto_k_scores_[k] = silhouette(results[k].labels, D_core)
+                        self.auto_k_scores_[k] = score_labels(results[k].labels)
                     except MetricInputError:  # fewer than 2 distinct clusters: duplicates everywhere
                         self.auto_k_scores_[k] = -np.inf
 
-        grid = np.unique(np.linspace(lo, hi, min(AUTO_K_GRID, hi - lo + 1)).round().astype(int)).tolist()
-        score(grid)
-        if len(grid) < hi - lo + 1:
-            i = grid.index(max(grid, key=lambda k: (self.auto_k_scores_[k], -abs(k - n_db), -k)))
-            score(range(grid[max(i - 1, 0)] + 1, grid[min(i + 1, len(grid) - 1)]))
-        return results
-
+        grid = np.unique(np.geomspace(lo, hi, min(AUTO_K_GRID, hi - lo + 1)).round().astype(int))
+        while True:
+            score(grid.tolist())
+            done = sorted(results)
+            i = done.index(max(done, key=lambda k: (self.auto_k_scores_[k], -k)))
+            left, right = done[max(i - 1, 0)], done[min(i + 1, len(done) - 1)]
+            todo = [k for k in range(left + 1, right) if k not in results]
+            if not todo or (max_runs is not None and len(results) >= max_runs):
+                return results
+            # evenly spaced among the k NOT yet scored: a linspace over left+1..right-1 can land on the best k
+            # only (linspace(10, 11, 1) == [10]) and would loop forever
+            pick = np.linspace(0, len(todo) - 1, min(AUTO_K_REFINE, len(todo))).round().astype(int)
+            grid = np.unique(np.asarray(todo)[pick])
 
 def _taken_by_group(groups: np.ndarray, core: np.ndarray, core_labels: np.ndarray, noise_pos: np.ndarray,
                     k: int) -> np.ndarray:

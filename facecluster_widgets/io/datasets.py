@@ -53,7 +53,7 @@ class FaceSource:
         labels = self.labels if self.labels is not None else (None,) * len(self.paths)
         return pd.DataFrame(
             {
-                "path": pd.array([str(p) for p in self.paths], dtype="string"),
+                "path": pd.array([display_path(p) for p in self.paths], dtype="string"),
                 "label": pd.array(list(labels), dtype="string"),
                 "dataset": pd.array([self.name] * len(self.paths), dtype="string"),
             }
@@ -116,6 +116,12 @@ def default_data_dir() -> Path:
     )
 
 
+def display_path(path: str | os.PathLike) -> str:
+    """``path`` as text that any table, log or terminal can hold: a name that is not valid UTF-8 (Latin-1 names
+    from old cameras or zip files) keeps its odd bytes as ``\\xNN`` escapes instead of making Parquet fail."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
@@ -140,7 +146,7 @@ def _from_folder(root: Path, labels: str | bool, name: str | None = None) -> Fac
         raise DatasetError(f"{root}: no image files found (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
     relative = [f.relative_to(root) for f in files]
     labelled = labels is True or (labels == "auto" and any(len(r.parts) > 1 for r in relative))
-    label_list = tuple(r.parts[0] if len(r.parts) > 1 else None for r in relative) if labelled else None
+    label_list = tuple(display_path(r.parts[0]) if len(r.parts) > 1 else None for r in relative) if labelled else None
     for path, reason in skipped:
         log.warning("skipped %s: %s", path, reason)
     return FaceSource(paths=tuple(files), labels=label_list, root=root, name=name or root.name,
@@ -154,12 +160,12 @@ def _walk_images(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
     visited: set[str] = set()
 
     def on_error(exc: OSError) -> None:
-        skipped.append((str(exc.filename), f"folder not readable ({exc.strerror})"))
+        skipped.append((display_path(exc.filename), f"folder not readable ({exc.strerror})"))
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=on_error, followlinks=True):
         real = os.path.realpath(dirpath)
         if real in visited:
-            skipped.append((dirpath, "symbolic link loop (folder already visited)"))
+            skipped.append((display_path(dirpath), "symbolic link loop (folder already visited)"))
             dirnames[:] = []
             continue
         visited.add(real)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -68,13 +69,18 @@ def decode_image(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) ->
         with warnings.catch_warnings():
             # Our own pixel limit applies below; Pillow's warning would only duplicate it.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # Damaged EXIF/TIFF tags ("Corrupt EXIF data"...): the photo is still read, orientation taken as 1.
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
             with Image.open(path) as im:
                 return _decode_open_image(path, im, max_pixels)
     except ImageReadError:
         raise
-    except Image.DecompressionBombError as exc:
-        raise ImageReadError(path, f"image is too large to decode safely ({exc}); "
-                                   f"limit is {max_pixels / 1e6:.0f} MP") from exc
+    except Image.DecompressionBombError as exc:  # Pillow's own, harder limit (2 x 89 MP) struck first
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = int(found.group(1)) if found else 0
+        size = f"{pixels / 1e6:.0f} MP" if pixels else "too large"
+        raise ImageReadError(path, f"image is {size}, above the {min(max_pixels, Image.MAX_IMAGE_PIXELS * 2) / 1e6:.0f}"
+                                   " MP limit (a guard against decompression bombs); not decoded") from exc
     except UnidentifiedImageError as exc:
         raise ImageReadError(path, "not an image format Pillow can read (unknown type or damaged header)") from exc
     except OSError as exc:
@@ -175,7 +181,7 @@ def _os_reason(exc: OSError) -> str:
     if isinstance(exc, IsADirectoryError):
         return "is a folder, not an image file"
     text = str(exc)
-    if "truncated" in text or "broken data stream" in text or "premature end" in text.lower():
+    if any(mark in text.lower() for mark in ("truncated", "broken data stream", "premature end")):
         return f"truncated or damaged image data ({text})"
     if getattr(exc, "errno", None) == 40:  # ELOOP
         return "symbolic link loop"
