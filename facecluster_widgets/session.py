@@ -1,0 +1,453 @@
+"""One collection of faces being clustered, corrected and scored interactively: everything the explorer shows,
+computed in plain Python that a test (or a script) can call without a notebook.
+
+A :class:`ClusterSession` owns one :class:`~facecluster_widgets.cluster.HybridClustering`. The first
+:meth:`~ClusterSession.update` fits it; later ones call ``refit``, which reuses the per-block distance matrices,
+so a slider move costs the weighted sum, DBSCAN and K-Means++ only. Each update yields a :class:`ClusterView`:
+the estimator's labels renamed to match the previous view's cluster ids as far as possible (so colours stay put
+and only the faces that really moved change colour), then the person's corrections replayed on them
+(:mod:`facecluster_widgets.edits`). Corrections are saved in the store as they are made.
+
+Methods may be called from a worker thread (the explorer computes off the UI thread): one lock serialises
+everything that touches the estimator or the edit log.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .cluster import HybridClustering, align_labels
+from .cluster.hybrid import DEFAULT_EPS, DEFAULT_LAM, DEFAULT_MIN_SAMPLES
+from .collection import FaceCollection
+from .edits import Edit, EditError, EditLog
+from .errors import MetricInputError, StoreError
+from .metrics import ari, nmi, purity, silhouette
+from .projection import ProjectionCache, default_method, fused_points, project
+
+log = logging.getLogger(__name__)
+
+#: What the explorer's controls change, with the estimator's defaults (one place: cluster/hybrid.py).
+DEFAULT_PARAMS: dict[str, object] = {"eps": DEFAULT_EPS, "min_samples": DEFAULT_MIN_SAMPLES, "lam": DEFAULT_LAM,
+                                     "n_clusters": "auto", "fusion": "metric"}
+#: Scores a sweep or the metrics panel can show; the external ones need true labels.
+EXTERNAL_SCORES = ("ari", "nmi", "purity")
+NOISE_NAME = "unknown (noise)"
+
+
+@dataclass(frozen=True, eq=False)
+class ClusterView:
+    """One clustering as the views show it.
+
+    ``raw_labels``: the estimator's labels (ids matched to the previous view); ``labels``: after the corrections;
+    ``names``: cluster id → name; ``timings``: the estimator's seconds per stage plus ``edits`` and ``total``.
+    """
+
+    number: int
+    params: dict
+    raw_labels: np.ndarray
+    labels: np.ndarray
+    names: dict[int, str]
+    reason: str
+    timings: dict[str, float]
+    unplaced: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def clusters(self) -> np.ndarray:
+        """The cluster ids present (noise excluded), sorted."""
+        return np.unique(self.labels[self.labels >= 0])
+
+    @property
+    def n_clusters(self) -> int:
+        return int(self.clusters.size)
+
+    @property
+    def n_noise(self) -> int:
+        return int((self.labels < 0).sum())
+
+    def name_of(self, label: int) -> str:
+        if label < 0:
+            return NOISE_NAME
+        return self.names.get(int(label), f"cluster {int(label)}")
+
+    def members(self, label: int) -> np.ndarray:
+        return np.flatnonzero(self.labels == label)
+
+
+@dataclass(frozen=True)
+class GalleryRow:
+    """One cluster (or the noise faces, ``label == -1``) with its faces in display order."""
+
+    label: int
+    name: str
+    rows: np.ndarray
+    spread: float  # mean fused distance of its faces to the cluster centroid (NaN for noise)
+
+    @property
+    def size(self) -> int:
+        return int(self.rows.size)
+
+
+@dataclass
+class _Cache:
+    number: int = -1
+    centroid: tuple[np.ndarray, np.ndarray] | None = None
+    metrics: dict | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class ClusterSession:
+    """Cluster ``faces``, keep corrections, answer the views' questions. ``params`` override :data:`DEFAULT_PARAMS`.
+
+    ``edits``: a log to start from; by default the store's (``edits.json``), or an empty one. ``persist``: save
+    every correction into the store as it is made.
+    """
+
+    def __init__(self, faces: FaceCollection, *, edits: EditLog | None = None, persist: bool = True,
+                 random_state: int = 0, **params: object) -> None:
+        unknown = set(params) - set(DEFAULT_PARAMS)
+        if unknown:
+            raise TypeError(f"unknown clustering parameters {sorted(unknown)}; valid: {sorted(DEFAULT_PARAMS)}")
+        self.faces = faces
+        self.params = {**DEFAULT_PARAMS, **params}
+        self.random_state = random_state
+        self.persist = persist and faces.store is not None
+        self.persist_error: str | None = None
+        if edits is None:
+            edits = EditLog.load(faces.store) if faces.store is not None else EditLog()
+        self.edits = edits
+        self.model: HybridClustering | None = None
+        self._view: ClusterView | None = None
+        self._raw: np.ndarray | None = None
+        self._lock = threading.RLock()
+        self._cache = _Cache()
+        self._maps = ProjectionCache()
+
+    # -- clustering --------------------------------------------------------------------------
+    @property
+    def view(self) -> ClusterView:
+        """The last clustering (computed on first use)."""
+        if self._view is None:
+            return self.update()
+        return self._view
+
+    def update(self, **params: object) -> ClusterView:
+        """Cluster again with ``params`` changed (first call: fit). On an error the previous state is kept."""
+        unknown = set(params) - set(DEFAULT_PARAMS)
+        if unknown:
+            raise TypeError(f"unknown clustering parameters {sorted(unknown)}; valid: {sorted(DEFAULT_PARAMS)}")
+        with self._lock:
+            start = time.perf_counter()
+            new = {**self.params, **params}
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                if self.model is None:
+                    model = HybridClustering(random_state=self.random_state, **new)
+                    model.fit(self.faces.features, groups=self.faces.groups)
+                    self.model = model
+                else:
+                    before = {k: self.model.get_params()[k] for k in new}
+                    try:
+                        self.model.refit(**new)
+                    except Exception:
+                        self.model.set_params(**before)
+                        raise
+            self.params = new
+            raw = np.asarray(self.model.labels_, dtype=np.int64)
+            self._raw = align_labels(self._raw, raw) if self._raw is not None else raw
+            return self._publish(self.model.timings_, time.perf_counter() - start,
+                                 tuple(str(w.message) for w in caught))
+
+    def _publish(self, timings: dict, seconds: float, notes: tuple[str, ...] = ()) -> ClusterView:
+        tick = time.perf_counter()
+        applied = self.edits.apply(self._raw, self.faces.face_ids)
+        timings = {**timings, "edits": time.perf_counter() - tick}
+        timings["total"] = seconds + timings["edits"]
+        number = self._view.number + 1 if self._view is not None else 0
+        if self.persist_error:
+            notes = (*notes, f"corrections not saved: {self.persist_error}")
+        self._view = ClusterView(number=number, params=dict(self.params), raw_labels=self._raw,
+                                 labels=applied.labels, names=applied.names, reason=self.model.n_clusters_reason_,
+                                 timings=timings, unplaced=applied.unplaced, warnings=notes)
+        return self._view
+
+    @property
+    def valid_rows(self) -> np.ndarray:
+        """Rows with complete features (the others are −1 and absent from the distance matrix)."""
+        self.view  # noqa: B018 - fits on first use
+        return self.model.valid_index_
+
+    @property
+    def distances(self) -> np.ndarray:
+        """The fused distance matrix among :attr:`valid_rows` at the current λ."""
+        self.view  # noqa: B018
+        return self.model.fused_distances_
+
+    # -- what the panels show ------------------------------------------------------------------
+    def _cached(self, view: ClusterView) -> _Cache:
+        if self._cache.number != view.number:
+            self._cache = _Cache(number=view.number)
+        return self._cache
+
+    def metrics(self, view: ClusterView | None = None) -> dict[str, float]:
+        """Silhouette on the fused distance (noise excluded) always; ARI, NMI, purity on the faces with a true
+        label when there are any (noise counts as singletons, see :mod:`facecluster_widgets.metrics`)."""
+        with self._lock:
+            view = view or self.view
+            cache = self._cached(view)
+            if cache.metrics is not None:
+                return cache.metrics
+            valid = self.model.valid_index_
+            out = {"clusters": float(view.n_clusters), "noise_fraction": float(view.n_noise / max(len(view.labels), 1))}
+            try:
+                out["silhouette"] = silhouette(view.labels[valid], self.model.fused_distances_)
+            except MetricInputError:
+                out["silhouette"] = float("nan")
+            truth = self.faces.labels
+            if truth is not None:
+                known = np.array([t is not None for t in truth])
+                true, pred = truth[known].astype(str), view.labels[known]
+                for name, fn in (("ari", ari), ("nmi", nmi), ("purity", purity)):
+                    out[name] = float(fn(true, pred))
+                out["labelled_faces"] = float(known.sum())
+            cache.metrics = out
+            return out
+
+    def centroid_distances(self, view: ClusterView | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(clusters, D)``: the cluster ids and the (n, k) fused distance of every face to every cluster's
+        centroid (per-block centroids in the fused spaces, after corrections); NaN rows for invalid faces."""
+        with self._lock:
+            view = view or self.view
+            cache = self._cached(view)
+            if cache.centroid is None:
+                clusters = view.clusters
+                valid = self.model.valid_index_
+                n = len(view.labels)
+                dist = np.full((n, clusters.size), np.nan)
+                if clusters.size:
+                    codes = np.searchsorted(clusters, view.labels[valid])
+                    codes[view.labels[valid] < 0] = -1
+                    metric = self.model.distance_
+                    centroids = metric.centroids(codes, clusters.size)
+                    dist[valid] = metric.to_centroids(float(self.params["lam"]), centroids)
+                cache.centroid = (clusters, dist)
+            return cache.centroid
+
+    def gallery(self, view: ClusterView | None = None, *, cluster_order: str = "size",
+                face_order: str = "closest") -> list[GalleryRow]:
+        """Clusters with their faces: clusters by ``size`` (largest first), ``spread`` (tightest first) or
+        ``name``; faces ``closest`` or ``farthest`` to their centroid first. The noise faces come last, nearest
+        to any cluster first (the likeliest to belong somewhere)."""
+        if cluster_order not in ("size", "spread", "name") or face_order not in ("closest", "farthest"):
+            raise ValueError(f"cluster_order must be size/spread/name and face_order closest/farthest, got "
+                             f"{cluster_order!r}/{face_order!r}")
+        view = view or self.view
+        clusters, dist = self.centroid_distances(view)
+        rows = []
+        for j, label in enumerate(clusters.tolist()):
+            members = view.members(label)
+            own = dist[members, j]
+            order = np.argsort(np.where(np.isnan(own), np.inf, own), kind="stable")
+            if face_order == "farthest":
+                order = order[::-1]
+            rows.append(GalleryRow(label, view.name_of(label), members[order], float(np.nanmean(own))
+                                   if np.isfinite(own).any() else float("nan")))
+        if cluster_order == "size":
+            rows.sort(key=lambda r: (-r.size, r.label))
+        elif cluster_order == "spread":
+            rows.sort(key=lambda r: (np.inf if np.isnan(r.spread) else r.spread, r.label))
+        else:
+            rows.sort(key=lambda r: (r.label not in view.names, r.name.casefold(), r.label))
+        noise = self.unknown_pool(view)
+        if noise.size:
+            rows.append(GalleryRow(-1, NOISE_NAME, noise, float("nan")))
+        return rows
+
+    def unknown_pool(self, view: ClusterView | None = None) -> np.ndarray:
+        """The faces in no cluster, nearest to some cluster's centroid first (faces without features last)."""
+        view = view or self.view
+        clusters, dist = self.centroid_distances(view)
+        noise = np.flatnonzero(view.labels < 0)
+        if not clusters.size:
+            return noise
+        near = dist[noise].min(axis=1) if noise.size else np.zeros(0)
+        return noise[np.argsort(np.where(np.isnan(near), np.inf, near), kind="stable")]
+
+    def possible_matches(self, label: int, n: int = 12, view: ClusterView | None = None
+                         ) -> list[tuple[int, float]]:
+        """A ranked queue for cluster ``label``: faces in no cluster, nearest to its centroid first, leaving out
+        faces already marked "not this person" for it. ``[(row, fused distance), ...]``."""
+        view = view or self.view
+        clusters, dist = self.centroid_distances(view)
+        where = np.flatnonzero(clusters == label)
+        if not where.size:
+            raise EditError(f"no cluster {label} in the current clustering")
+        refused = self._refused(view, label)
+        pool = [r for r in np.flatnonzero(view.labels < 0).tolist() if r not in refused and np.isfinite(dist[r, 0])]
+        ranked = sorted(pool, key=lambda r: dist[r, where[0]])
+        return [(r, float(dist[r, where[0]])) for r in ranked[:n]]
+
+    def _refused(self, view: ClusterView, label: int) -> set[int]:
+        from .edits import identify
+
+        index = {fid: i for i, fid in enumerate(self.faces.face_ids)}
+        refused: set[int] = set()
+        for edit in self.edits.edits:
+            if edit.kind != "not_person":
+                continue
+            anchor = np.array([index[f] for f in edit.anchor if f in index], dtype=np.intp)
+            if identify(view.labels, anchor) == label:
+                refused.update(index[f] for f in edit.faces if f in index)
+        return refused
+
+    def projection(self, method: str | None = None, lam: float | None = None) -> np.ndarray:
+        """``(n, 2)`` float32 map of the faces (NaN for faces without complete features); cached per parameters.
+        ``method`` defaults to :func:`~facecluster_widgets.projection.default_method`; ``lam`` to the current λ."""
+        with self._lock:
+            self.view  # noqa: B018
+            method = method or default_method(len(self.faces))
+            lam = float(self.params["lam"] if lam is None else lam)
+            metric, valid = self.model.distance_, self.model.valid_index_
+            key = (method, round(lam, 6), self.params["fusion"], self.random_state, valid.size)
+
+            def compute() -> np.ndarray:
+                inner = project(method, distances=metric.pairwise(lam) if method != "pca" else None,
+                                points=fused_points(metric, lam) if method == "pca" else None,
+                                random_state=self.random_state)
+                out = np.full((len(self.faces), 2), np.nan, np.float32)
+                out[valid] = inner
+                return out
+
+        return self._maps.get(key, compute)
+
+    def sweep(self, eps_values: Iterable[float], lam_values: Iterable[float],
+              progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+        """Every (ε, λ) pair clustered on a copy of the estimator (the session's own state is untouched): one row
+        each with clusters, noise fraction, silhouette and, with true labels, ARI / NMI / purity. A pair that
+        cannot be clustered (e.g. k above the faces DBSCAN keeps) gets NaN scores."""
+        with self._lock:
+            self.view  # noqa: B018
+            model = copy.copy(self.model)
+        eps_values, lam_values = [float(e) for e in eps_values], [float(v) for v in lam_values]
+        truth = self.faces.labels
+        known = np.array([t is not None for t in truth]) if truth is not None else None
+        rows, total, done = [], len(eps_values) * len(lam_values), 0
+        for lam in lam_values:
+            for eps in eps_values:
+                row = {"eps": eps, "lam": lam}
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        model.refit(eps=eps, lam=lam)
+                    labels = model.labels_
+                    row["clusters"] = float(np.unique(labels[labels >= 0]).size)
+                    row["noise_fraction"] = float((labels < 0).mean())
+                    try:
+                        row["silhouette"] = silhouette(labels[model.valid_index_], model.fused_distances_)
+                    except MetricInputError:
+                        row["silhouette"] = float("nan")
+                    if known is not None:
+                        for name, fn in (("ari", ari), ("nmi", nmi), ("purity", purity)):
+                            row[name] = float(fn(truth[known].astype(str), labels[known]))
+                except (ValueError, MetricInputError) as exc:  # FeatureInputError is a ValueError
+                    log.info("sweep: eps=%s lam=%s not clustered (%s)", eps, lam, exc)
+                rows.append(row)
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+        columns = ["eps", "lam", "clusters", "noise_fraction", "silhouette"]
+        columns += list(EXTERNAL_SCORES) if known is not None else []
+        return pd.DataFrame(rows).reindex(columns=columns)
+
+    # -- corrections ---------------------------------------------------------------------------
+    def _ids(self, rows: Sequence[int]) -> tuple[str, ...]:
+        ids = self.faces.face_ids
+        rows = sorted({int(r) for r in rows})
+        if any(r < 0 or r >= len(ids) for r in rows):
+            raise EditError(f"face rows {rows} out of range 0..{len(ids) - 1}")
+        return tuple(ids[r] for r in rows)
+
+    def _members(self, label: int) -> tuple[str, ...]:
+        members = self.view.members(label)
+        if label < 0 or not members.size:
+            raise EditError(f"no cluster {label} in the current clustering")
+        return tuple(self.faces.face_ids[members])
+
+    def _record(self, *edits: Edit) -> ClusterView:
+        for edit in edits:
+            self.edits.add(edit)
+        return self._save_and_publish()
+
+    def _save_and_publish(self) -> ClusterView:
+        if self.persist:
+            try:
+                self.edits.save(self.faces.store)
+                self.persist_error = None
+            except (StoreError, OSError) as exc:
+                self.persist_error = str(exc)
+                log.warning("corrections kept in memory only: %s", exc)
+        return self._publish({k: v for k, v in self.view.timings.items() if k not in ("edits", "total")}, 0.0)
+
+    def merge(self, labels: Sequence[int]) -> ClusterView:
+        """Make several clusters one."""
+        with self._lock:
+            labels = sorted({int(v) for v in labels if int(v) >= 0})
+            if len(labels) < 2:
+                raise EditError("select faces of at least two clusters to merge them")
+            anchor = tuple(f for label in labels for f in self._members(label))
+            return self._record(Edit("merge", anchor=anchor))
+
+    def split(self, rows: Sequence[int]) -> ClusterView:
+        """Put these faces in a new cluster of their own (pinned through re-clustering)."""
+        with self._lock:
+            if not len(rows):
+                raise EditError("select the faces to split off")
+            return self._record(Edit("split", faces=self._ids(rows)))
+
+    def assign(self, rows: Sequence[int], label: int) -> ClusterView:
+        """Put these faces into cluster ``label`` (e.g. accepting possible matches)."""
+        with self._lock:
+            faces = self._ids(rows)
+            return self._record(Edit("assign", faces=faces, anchor=self._members(label)))
+
+    def not_person(self, rows: Sequence[int]) -> ClusterView:
+        """Mark each face as not the person of the cluster it is in now: it goes to the unknown pool and stays
+        out of that cluster after re-clustering."""
+        with self._lock:
+            view = self.view
+            by_label: dict[int, list[int]] = {}
+            for r in sorted({int(r) for r in rows}):
+                label = int(view.labels[r])
+                if label >= 0:
+                    by_label.setdefault(label, []).append(r)
+            if not by_label:
+                raise EditError("the selected faces are in no cluster: nothing to mark")
+            edits = []
+            for label, members in by_label.items():
+                faces = self._ids(members)
+                anchor = tuple(f for f in self._members(label) if f not in set(faces))
+                if not anchor:
+                    raise EditError(f"every face of {view.name_of(label)} is selected: split them off instead")
+                edits.append(Edit("not_person", faces=faces, anchor=anchor))
+            return self._record(*edits)
+
+    def name(self, label: int, name: str) -> ClusterView:
+        """Name cluster ``label`` (the name follows the cluster with the largest overlap after re-clustering)."""
+        with self._lock:
+            return self._record(Edit("name", anchor=self._members(label), name=name))
+
+    def undo(self) -> ClusterView:
+        """Drop the last correction."""
+        with self._lock:
+            if self.edits.undo() is None:
+                raise EditError("no correction to undo")
+            return self._save_and_publish()

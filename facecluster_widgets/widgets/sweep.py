@@ -1,0 +1,146 @@
+"""``ParameterSweep``: a metric over a grid of ε × λ as a heatmap, so a person sees where the method is stable
+before trusting one setting. Clicking a cell moves a linked explorer there.
+
+The grid is clustered by :meth:`ClusterSession.sweep` on a copy of the estimator (reusing its cached per-block
+distances), on a worker thread with a progress bar; the explorer's own clustering is not touched.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import ipywidgets as w
+import numpy as np
+import pandas as pd
+
+from ..collection import FaceCollection
+from ..session import ClusterSession
+from ..viz.charts import SCORE_TITLES, json_gaps, sweep_heatmap
+from ._thumbs import esc
+
+#: Default grid: ε around the default 0.5 on the fused distance (typical pair at 1), λ from 3D-only to 2D-only.
+EPS_RANGE = (0.2, 0.9)
+LAM_RANGE = (0.0, 1.0)
+STEPS = (8, 6)
+
+
+class ParameterSweep(w.VBox):
+    """``ParameterSweep(session_or_faces, explorer=None)``; :meth:`run` (or the button) computes the grid."""
+
+    def __init__(self, source: object, *, explorer: object | None = None, metric: str | None = None,
+                 eps_range: tuple[float, float] = EPS_RANGE, lam_range: tuple[float, float] = LAM_RANGE,
+                 steps: tuple[int, int] = STEPS, background: bool = True, run: bool = False) -> None:
+        if isinstance(source, ClusterSession):
+            self.session = source
+        elif explorer is not None and source is None:
+            self.session = explorer.session
+        else:
+            faces = source if isinstance(source, FaceCollection) else FaceCollection.from_store(source)
+            self.session = ClusterSession(faces, persist=False)
+        self.explorer, self.background = explorer, background
+        self.frame: pd.DataFrame | None = None
+        self._thread: threading.Thread | None = None
+        scores = ["silhouette", "clusters", "noise_fraction"]
+        if self.session.faces.labels is not None:
+            scores = ["ari", "nmi", "purity"] + scores
+        self.metric = w.Dropdown(options=[(SCORE_TITLES[s], s) for s in scores], value=metric or scores[0],
+                                 description="show", layout=w.Layout(width="320px"))
+        self.eps_range = w.FloatRangeSlider(value=eps_range, min=0.05, max=1.5, step=0.05, description="ε from–to",
+                                            readout_format=".2f", style={"description_width": "initial"})
+        self.lam_range = w.FloatRangeSlider(value=lam_range, min=0.0, max=1.0, step=0.05, description="λ from–to",
+                                            readout_format=".2f", style={"description_width": "initial"})
+        self.eps_steps = w.BoundedIntText(value=steps[0], min=2, max=30, description="ε steps",
+                                          layout=w.Layout(width="140px"))
+        self.lam_steps = w.BoundedIntText(value=steps[1], min=2, max=21, description="λ steps",
+                                          layout=w.Layout(width="140px"))
+        self.button = w.Button(description="run sweep", button_style="primary")
+        self.progress = w.IntProgress(value=0, min=0, max=1, layout=w.Layout(width="200px"))
+        self.info = w.HTML()
+        self.info.add_class("fc-sweep-info")
+        self.figure = sweep_heatmap(pd.DataFrame({"eps": [0.5], "lam": [0.5], "clusters": [np.nan],
+                                                  "noise_fraction": [np.nan], self.metric.value: [np.nan]}),
+                                    self.metric.value, widget=True)
+        self.figure.data[0].on_click(self._on_cell)
+        self.button.on_click(lambda _: self.run())
+        self.metric.observe(lambda _: self._draw(), names=["value"])
+        super().__init__([
+            w.HBox([self.eps_range, self.eps_steps]), w.HBox([self.lam_range, self.lam_steps]),
+            w.HBox([self.metric, self.button, self.progress]), self.figure, self.info,
+        ])
+        self.add_class("fc-sweep")
+        if run:
+            self.run()
+
+    def grid(self) -> tuple[np.ndarray, np.ndarray]:
+        eps = np.linspace(*self.eps_range.value, self.eps_steps.value).round(3)
+        lam = np.linspace(*self.lam_range.value, self.lam_steps.value).round(3)
+        return eps, lam
+
+    def run(self) -> ParameterSweep:
+        """Cluster every (ε, λ) of the grid (in the background unless ``background=False``)."""
+        eps, lam = self.grid()
+        self.progress.max, self.progress.value = len(eps) * len(lam), 0
+        self.button.disabled = True
+        self.info.value = f"<small>clustering {len(eps) * len(lam)} settings…</small>"
+
+        def work() -> None:
+            try:
+                self.frame = self.session.sweep(eps, lam, progress=lambda done, _total: self._tick(done))
+                self._draw()
+            except Exception as exc:  # shown, never lost in the kernel log
+                self.info.value = f"<span style='color:#c00'>sweep failed: {esc(exc)}</span>"
+            finally:
+                self.button.disabled = False
+
+        if self.background:
+            self._thread = threading.Thread(target=work, daemon=True)
+            self._thread.start()
+        else:
+            work()
+        return self
+
+    def wait(self, timeout: float = 600.0) -> ParameterSweep:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self
+
+    def _tick(self, done: int) -> None:
+        self.progress.value = done
+
+    def _draw(self) -> None:
+        if self.frame is None:
+            return
+        metric = self.metric.value
+        fresh = sweep_heatmap(self.frame, metric, widget=False)
+        with self.figure.batch_update():
+            heat = self.figure.data[0]
+            src = fresh.data[0]
+            heat.x, heat.y, heat.z, heat.text = src.x, src.y, json_gaps(src.z), src.text
+            heat.hovertemplate = src.hovertemplate
+            heat.colorbar.title.text = metric
+            self.figure.layout.title.text = fresh.layout.title.text
+            if len(fresh.data) > 1:
+                star = fresh.data[1]
+                if len(self.figure.data) > 1:
+                    self.figure.data[1].x, self.figure.data[1].y = star.x, star.y
+                else:
+                    self.figure.add_trace(star)
+        best = self.best()
+        self.info.value = ("" if best is None else
+                           f"<small>best {esc(SCORE_TITLES.get(metric, metric))}: {best[metric]:.3f} at ε "
+                           f"{best['eps']:.2f}, λ {best['lam']:.2f} ({best['clusters']:.0f} clusters, "
+                           f"{best['noise_fraction']:.0%} noise)"
+                           + (" — click a cell to move the explorer there" if self.explorer is not None else "")
+                           + "</small>")
+
+    def best(self, metric: str | None = None) -> pd.Series | None:
+        """The grid row with the highest ``metric`` (default: the one shown), or ``None`` before a run."""
+        metric = metric or self.metric.value
+        if self.frame is None or not self.frame[metric].notna().any():
+            return None
+        return self.frame.loc[self.frame[metric].idxmax()]
+
+    def _on_cell(self, _trace, points, _state) -> None:
+        if not points.xs or self.explorer is None:
+            return
+        self.explorer.set(eps=float(points.xs[0]), lam=float(points.ys[0]))

@@ -1,0 +1,126 @@
+"""The explorer's computations without a notebook: refits on parameter changes, errors that keep the previous
+state, stable cluster ids, metrics, gallery order, the possible-matches queue, maps and sweeps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facecluster_widgets.collection import FaceCollection
+from facecluster_widgets.edits import EditError, EditLog
+from facecluster_widgets.metrics import ari
+from facecluster_widgets.session import DEFAULT_PARAMS, ClusterSession
+from facecluster_widgets.synthetic import make_identity_features
+
+
+@pytest.fixture()
+def faces():
+    blocks, y = make_identity_features(n_ids=6, per_id=15, d2=64, blocks_3d={"shape": 8}, noise2=0.35, seed=2)
+    blocks["shape"][7] = np.nan  # one face whose 3D stage failed
+    return FaceCollection.from_features(blocks, labels=[f"p{v}" for v in y]), y
+
+
+def test_first_update_fits_and_later_updates_refit_on_cached_distances(faces):
+    collection, y = faces
+    session = ClusterSession(collection)
+    view = session.update()
+    assert view.params == DEFAULT_PARAMS and session.model.reused_cache_ is False
+    assert ari(y[view.labels >= 0], view.labels[view.labels >= 0]) > 0.9
+    wide = session.update(eps=1.4)
+    assert session.model.reused_cache_ is True and wide.number == view.number + 1
+    narrow = session.update(eps=0.1)
+    assert narrow.n_noise > wide.n_noise  # a smaller radius leaves more faces in no cluster
+    assert view.labels[7] == -1 and 7 not in session.valid_rows
+
+
+def test_cluster_ids_stay_put_when_nothing_moves(faces):
+    collection, _ = faces
+    session = ClusterSession(collection)
+    first = session.update(eps=0.7)
+    again = session.update(min_samples=int(session.params["min_samples"]))
+    np.testing.assert_array_equal(first.labels, again.labels)
+
+
+def test_a_failing_change_keeps_the_previous_state(faces):
+    collection, _ = faces
+    session = ClusterSession(collection)
+    view = session.update()
+    with pytest.raises(ValueError):
+        session.update(n_clusters=10_000)  # more clusters than faces
+    assert session.view is view and session.params["n_clusters"] == "auto"
+    assert session.model.get_params()["n_clusters"] == "auto"
+    assert session.update(eps=0.8).n_clusters >= 1  # and the session still works
+    with pytest.raises(TypeError):
+        session.update(colour="red")
+
+
+def test_metrics_silhouette_always_external_scores_with_labels(faces):
+    collection, _ = faces
+    metrics = ClusterSession(collection).metrics()
+    assert {"silhouette", "ari", "nmi", "purity", "clusters", "noise_fraction"} <= set(metrics)
+    assert metrics["labelled_faces"] == len(collection)
+    unlabelled = FaceCollection.from_features(collection.features)
+    plain = ClusterSession(unlabelled).metrics()
+    assert "ari" not in plain and np.isfinite(plain["silhouette"])
+
+
+def test_gallery_orders_clusters_and_faces_and_puts_noise_last(faces):
+    collection, _ = faces
+    session = ClusterSession(collection)
+    view = session.update(eps=0.45)
+    rows = session.gallery(view)
+    clusters = [r for r in rows if r.label >= 0]
+    assert [r.size for r in clusters] == sorted((r.size for r in clusters), reverse=True)
+    assert sum(r.size for r in rows) == len(collection)
+    if view.n_noise:
+        assert rows[-1].label == -1 and rows[-1].size == view.n_noise
+    labels, dist = session.centroid_distances(view)
+    for r in clusters:
+        own = dist[r.rows, np.flatnonzero(labels == r.label)[0]]
+        assert np.all(np.diff(own[np.isfinite(own)]) >= -1e-9)  # closest to the centre first
+    far = session.gallery(view, face_order="farthest")
+    assert far[0].rows[0] == clusters[0].rows[-1] or far[0].label != clusters[0].label
+    with pytest.raises(ValueError):
+        session.gallery(view, cluster_order="colour")
+
+
+def test_possible_matches_are_unassigned_faces_nearest_first(faces):
+    collection, _ = faces
+    session = ClusterSession(collection)
+    view = session.update(eps=0.45)
+    label = int(view.clusters[0])
+    queue = session.possible_matches(label, n=50)
+    assert all(view.labels[r] == -1 for r, _ in queue)
+    assert [d for _, d in queue] == sorted(d for _, d in queue)
+    with pytest.raises(EditError):
+        session.possible_matches(999)
+
+
+def test_projection_is_nan_for_faces_without_features_and_cached(faces):
+    collection, _ = faces
+    session = ClusterSession(collection)
+    xy = session.projection("pca")
+    assert xy.shape == (len(collection), 2) and xy.dtype == np.float32
+    assert np.isnan(xy[7]).all() and np.isfinite(np.delete(xy, 7, axis=0)).all()
+    assert session.projection("pca") is xy
+    assert session.projection("pca", lam=0.2) is not xy
+
+
+def test_sweep_covers_the_grid_without_touching_the_session(faces):
+    collection, _ = faces
+    session = ClusterSession(collection)
+    before = session.update(eps=0.6)
+    frame = session.sweep([0.3, 0.6, 1.0], [0.0, 0.5, 1.0])
+    assert len(frame) == 9 and {"eps", "lam", "clusters", "silhouette", "ari"} <= set(frame.columns)
+    assert session.view is before and session.model.eps == 0.6 and session.model.labels_ is not None
+    np.testing.assert_array_equal(session.model.labels_ >= 0, before.raw_labels >= 0)
+    assert frame["ari"].max() > 0.9
+
+
+def test_edits_without_a_store_stay_in_memory(faces):
+    collection, _ = faces
+    session = ClusterSession(collection, edits=EditLog())
+    view = session.update(eps=0.6)
+    view = session.split([0, 1, 2])
+    assert view.labels[0] == view.labels[1] == view.labels[2] and session.persist is False
+    assert (view.labels == view.labels[0]).sum() == 3
