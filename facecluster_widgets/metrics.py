@@ -160,19 +160,24 @@ def silhouette(labels: object, distances: np.ndarray) -> float:
     onehot = np.zeros((n, k), dtype=D.dtype)
     onehot[np.arange(n), codes] = 1.0
     sums = (D if keep.all() else D[np.ix_(keep, keep)]) @ onehot
-    sums = sums.astype(np.float64)
-    sizes = np.bincount(codes, minlength=k).astype(np.float64)
-    own_size = sizes[codes]
-    rows = np.arange(n)
+    return float(silhouette_from_sums(sums, np.bincount(codes, minlength=k), codes).mean())
+
+
+def silhouette_from_sums(sums: np.ndarray, sizes: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """Per-face silhouettes from ``sums[i, c]`` = summed distance of face i to cluster c's members, the cluster
+    ``sizes`` and each face's ``own`` cluster (the sparse path passes sums over a sample of faces only)."""
+    sums = np.asarray(sums, dtype=np.float64)
+    sizes = np.asarray(sizes, dtype=np.float64)
+    own_size = sizes[own]
+    rows = np.arange(own.shape[0])
     with np.errstate(invalid="ignore", divide="ignore"):
-        a = sums[rows, codes] / (own_size - 1)
+        a = sums[rows, own] / (own_size - 1)
         means = sums / sizes
-    means[rows, codes] = np.inf
+    means[rows, own] = np.inf
     b = means.min(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         s = (b - a) / np.maximum(a, b)
-    s = np.where(own_size > 1, np.nan_to_num(s, nan=0.0), 0.0)
-    return float(s.mean())
+    return np.where(own_size > 1, np.nan_to_num(s, nan=0.0), 0.0)
 
 
 def bcubed_precision(labels_true: object, labels_pred: object) -> float:
