@@ -151,7 +151,7 @@ class ClusterSession:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 if self.model is None:
-                    model = HybridClustering(random_state=self.random_state, **new)
+                    model = HybridClustering(random_state=self.random_state, warm_start=True, **new)
                     model.fit(self.faces.features, groups=self.faces.groups)
                     self.model = model
                 else:

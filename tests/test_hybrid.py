@@ -274,3 +274,19 @@ def test_sklearn_estimator_basics(faces):
     model = HybridClustering(n_clusters=6)
     assert model.fit(faces[0]) is model
     np.testing.assert_array_equal(HybridClustering(n_clusters=6).fit_predict(faces[0]), model.labels_)
+
+
+def test_warm_start_walks_to_the_nearby_peak_with_few_runs():
+    """warm_start re-scores only k near the previous auto k (a slider move), and still lands on the true k."""
+    X, y = make_faces(n_ids=9, per_id=12, seed=3)
+    model = HybridClustering(lam=0.65, warm_start=True).fit(X)
+    cold_runs = len(model.auto_k_scores_)
+    assert model.n_clusters_ == 9
+    model.refit(eps=0.55)
+    assert model.n_clusters_ == 9 and ari(y, model.labels_) > 0.95
+    assert len(model.auto_k_scores_) < cold_runs / 2 and "warm start" in model.n_clusters_reason_
+    model._auto_k_previous = 3  # far below the peak: the window must walk uphill to it
+    model.refit(eps=0.5)
+    assert model.n_clusters_ == 9 and min(model.auto_k_scores_) <= 3
+    cold = HybridClustering(lam=0.65, eps=0.5).fit(X)
+    np.testing.assert_array_equal(model.labels_ >= 0, cold.labels_ >= 0)

@@ -65,6 +65,8 @@ AUTO_K_MAX_SHARE = 2
 AUTO_K_GRID = 12
 #: ... then grids of at most this many k between the best k's scored neighbours, until they are adjacent.
 AUTO_K_REFINE = 6
+#: warm_start: k within ± this of the previous auto k is scored first, then the window walks uphill in steps of this.
+AUTO_K_WARM_SPAN = 2
 #: When DBSCAN finds one cluster, k stays 1 unless a split reaches this silhouette (Kaufman & Rousseeuw: below
 #: 0.25 "no substantial structure has been found").
 SINGLE_CLUSTER_SILHOUETTE = 0.25
@@ -211,6 +213,9 @@ class HybridClustering(ClusterMixin, BaseEstimator):
     cannot_link : with ``groups`` given to :meth:`fit`, faces of one photo never share a cluster.
     n_init, max_iter, tol, random_state : stage-2 restarts and stopping rule (see the module docstring).
     block_2d, blocks_3d : block names; by default "2d" and every other block.
+    warm_start : with k="auto", a later fit/refit scores k around the previous auto k and walks uphill
+        (``AUTO_K_WARM_SPAN``) instead of sweeping the whole range: ~4× fewer K-Means runs, for sliders. It finds
+        the silhouette peak nearest the previous k, so it can differ from a cold sweep; the explorer uses it.
     algorithm : "dense" (n×n matrices), "sparse" (kNN graphs, no n×n matrix: :mod:`.graph`) or "auto" (sparse
         above ``graph.AUTO_SPARSE_FACES`` faces with complete features). ``algorithm_`` says which ran.
 
@@ -252,13 +257,14 @@ class HybridClustering(ClusterMixin, BaseEstimator):
         "block_2d": [str],
         "blocks_3d": [None, tuple, list],
         "algorithm": [StrOptions({"auto", *graph.ALGORITHMS})],
+        "warm_start": ["boolean"],
     }
 
     def __init__(self, eps: float = DEFAULT_EPS, min_samples: int = DEFAULT_MIN_SAMPLES, lam: float = DEFAULT_LAM,
                  n_clusters: int | str = "auto", fusion: str = "metric", noise: str = "keep",
                  cannot_link: bool = True, n_init: int = DEFAULT_N_INIT, max_iter: int = 100, tol: float = 1e-6,
                  random_state: int | np.random.RandomState | None = 0, block_2d: str = BLOCK_2D,
-                 blocks_3d: Sequence[str] | None = None, algorithm: str = "auto") -> None:
+                 blocks_3d: Sequence[str] | None = None, algorithm: str = "auto", warm_start: bool = False) -> None:
         self.eps = eps
         self.min_samples = min_samples
         self.lam = lam
@@ -273,6 +279,7 @@ class HybridClustering(ClusterMixin, BaseEstimator):
         self.block_2d = block_2d
         self.blocks_3d = blocks_3d
         self.algorithm = algorithm
+        self.warm_start = warm_start
 
     def fit(self, X: Features | Mapping[str, np.ndarray], y: None = None,
             groups: Sequence | np.ndarray | None = None) -> HybridClustering:
@@ -472,8 +479,14 @@ class HybridClustering(ClusterMixin, BaseEstimator):
             self.n_clusters_reason_ = (f"{db_text}; with only {core.size} faces left no silhouette sweep is "
                                        f"possible, so k={k}.")
             return run(k)
-        results = self._sweep(lo, hi, stage.sweep_run or (lambda k: run(k, 1)), stage.score, stage.max_runs)
+        previous = getattr(self, "_auto_k_previous", None)
+        sweep_run = stage.sweep_run or (lambda k: run(k, 1))
+        if self.warm_start and previous is not None:
+            results = self._local_sweep(lo, hi, min(max(previous, lo), hi), sweep_run, stage.score)
+        else:
+            results = self._sweep(lo, hi, sweep_run, stage.score, stage.max_runs)
         best = max(results, key=lambda k: (self.auto_k_scores_[k], -k))
+        self._auto_k_previous = best
         best_score = self.auto_k_scores_[best]
         if n_db <= 1 and floor <= 1 and best_score < SINGLE_CLUSTER_SILHOUETTE:
             self.n_clusters_ = 1
@@ -486,28 +499,49 @@ class HybridClustering(ClusterMixin, BaseEstimator):
             more = run(best, self.n_init - 1)
             result = more if more.inertia < result.inertia else result
         floor_text = f" (at least {floor}: the largest photo's faces)" if floor > 1 else ""
+        how = (f"the silhouette peak nearest the previous k={previous} (warm start; {len(results)} k scored)"
+               if self.warm_start and previous is not None else f"{len(results)} k scored in {lo}..{hi}")
         self.n_clusters_reason_ = (f"{db_text}; k={best} has the highest silhouette ({best_score:.3f}) on the fused "
-                                   f"distance among the {len(results)} k scored in {lo}..{hi}{floor_text}.")
+                                   f"distance among the {how}{floor_text}.")
         return result
+
+    def _score_ks(self, results: dict[int, KMeansResult], ks: Iterable[int], run: Callable[[int], KMeansResult],
+                  score_labels: Callable[[np.ndarray], float]) -> None:
+        for k in ks:
+            if k not in results:
+                results[k] = run(k)
+                try:
+                    self.auto_k_scores_[k] = score_labels(results[k].labels)
+                except MetricInputError:  # fewer than 2 distinct clusters: duplicates everywhere
+                    self.auto_k_scores_[k] = -np.inf
+
+    def _local_sweep(self, lo: int, hi: int, start: int, run: Callable[[int], KMeansResult],
+                     score_labels: Callable[[np.ndarray], float]) -> dict[int, KMeansResult]:
+        """warm_start: score k around the previous choice and walk uphill until the best k is inside the window.
+
+        A slider move changes the distance a little, so the silhouette peak rarely moves far; ~5–9 K-Means runs
+        instead of the full sweep's ~30. It finds the peak nearest the previous k, which can be a local one: a
+        fit with ``warm_start=False`` sweeps the whole range again."""
+        span = AUTO_K_WARM_SPAN
+        results: dict[int, KMeansResult] = {}
+        self._score_ks(results, range(max(lo, start - span), min(hi, start + span) + 1), run, score_labels)
+        while True:
+            best = max(results, key=lambda k: (self.auto_k_scores_[k], -k))
+            if best == min(results) and best > lo:
+                self._score_ks(results, range(max(lo, best - span), best), run, score_labels)
+            elif best == max(results) and best < hi:
+                self._score_ks(results, range(best + 1, min(hi, best + span) + 1), run, score_labels)
+            else:
+                return results
 
     def _sweep(self, lo: int, hi: int, run: Callable[[int], KMeansResult], score_labels: Callable[[np.ndarray], float],
                max_runs: int | None = None) -> dict[int, KMeansResult]:
         """Score k in lo..hi by silhouette (into ``auto_k_scores_``): a geometric grid, then ever finer grids
         between the best k's neighbours until they are adjacent (~30 K-Means runs for 1,000 faces)."""
         results: dict[int, KMeansResult] = {}
-
-        def score(ks: Iterable[int]) -> None:
-            for k in ks:
-                if k not in results:
-                    results[k] = run(k)
-                    try:
-                        self.auto_k_scores_[k] = score_labels(results[k].labels)
-                    except MetricInputError:  # fewer than 2 distinct clusters: duplicates everywhere
-                        self.auto_k_scores_[k] = -np.inf
-
         grid = np.unique(np.geomspace(lo, hi, min(AUTO_K_GRID, hi - lo + 1)).round().astype(int))
         while True:
-            score(grid.tolist())
+            self._score_ks(results, grid.tolist(), run, score_labels)
             done = sorted(results)
             i = done.index(max(done, key=lambda k: (self.auto_k_scores_[k], -k)))
             left, right = done[max(i - 1, 0)], done[min(i + 1, len(done) - 1)]
