@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .cluster import HybridClustering, align_labels
+from .cluster.graph import FusedRows, SampledSilhouette
 from .cluster.hybrid import DEFAULT_EPS, DEFAULT_LAM, DEFAULT_MIN_SAMPLES
 from .collection import FaceCollection
 from .edits import Edit, EditError, EditLog
@@ -41,6 +42,24 @@ DEFAULT_PARAMS: dict[str, object] = {"eps": DEFAULT_EPS, "min_samples": DEFAULT_
 #: Scores a sweep or the metrics panel can show; the external ones need true labels.
 EXTERNAL_SCORES = ("ari", "nmi", "purity")
 NOISE_NAME = "unknown (noise)"
+
+
+def model_silhouette(model: HybridClustering, labels_valid: np.ndarray) -> float:
+    """Silhouette of ``labels_valid`` (the model's valid faces) under its fused distance, NaN when undefined.
+
+    The sparse path (large collections) keeps no n×n matrix: there it is the silhouette of a fixed sample of faces
+    against all faces (exact when the collection is smaller than the sample), as the estimator's own k search.
+    """
+    try:
+        if model.fused_distances_ is not None:
+            return silhouette(labels_valid, model.fused_distances_)
+        rows = FusedRows(model.distance_, model.lam, np.arange(model.valid_index_.shape[0]))
+        labels = np.asarray(labels_valid)
+        if np.unique(labels[labels >= 0]).size < 2:
+            return float("nan")
+        return SampledSilhouette(rows)(labels)
+    except MetricInputError:
+        return float("nan")
 
 
 @dataclass(frozen=True, eq=False)
@@ -208,10 +227,7 @@ class ClusterSession:
                 return cache.metrics
             valid = self.model.valid_index_
             out = {"clusters": float(view.n_clusters), "noise_fraction": float(view.n_noise / max(len(view.labels), 1))}
-            try:
-                out["silhouette"] = silhouette(view.labels[valid], self.model.fused_distances_)
-            except MetricInputError:
-                out["silhouette"] = float("nan")
+            out["silhouette"] = model_silhouette(self.model, view.labels[valid])
             truth = self.faces.labels
             if truth is not None:
                 known = np.array([t is not None for t in truth])
@@ -351,10 +367,7 @@ class ClusterSession:
                     labels = model.labels_
                     row["clusters"] = float(np.unique(labels[labels >= 0]).size)
                     row["noise_fraction"] = float((labels < 0).mean())
-                    try:
-                        row["silhouette"] = silhouette(labels[model.valid_index_], model.fused_distances_)
-                    except MetricInputError:
-                        row["silhouette"] = float("nan")
+                    row["silhouette"] = model_silhouette(model, labels[model.valid_index_])
                     if known is not None:
                         for name, fn in (("ari", ari), ("nmi", nmi), ("purity", purity)):
                             row[name] = float(fn(truth[known].astype(str), labels[known]))

@@ -124,3 +124,20 @@ def test_edits_without_a_store_stay_in_memory(faces):
     view = session.split([0, 1, 2])
     assert view.labels[0] == view.labels[1] == view.labels[2] and session.persist is False
     assert (view.labels == view.labels[0]).sum() == 3
+
+
+def test_silhouette_on_the_sparse_path_matches_the_dense_one():
+    """Large collections run the sparse path (no n×n matrix): the metrics panel still gets a silhouette, the
+    sampled one, which is exact when the faces fit in the sample."""
+    from facecluster_widgets.cluster import HybridClustering
+    from facecluster_widgets.metrics import silhouette
+    from facecluster_widgets.session import model_silhouette
+
+    X, _ = make_identity_features(6, 20, 128, {"shape": 6}, 0.6, 0.3, 0)
+    dense = HybridClustering(lam=0.65, n_clusters=6, algorithm="dense").fit(X)
+    sparse = HybridClustering(lam=0.65, n_clusters=6, algorithm="sparse").fit(X)
+    assert sparse.fused_distances_ is None
+    expected = silhouette(dense.labels_[dense.valid_index_], dense.fused_distances_)
+    assert model_silhouette(sparse, dense.labels_[sparse.valid_index_]) == pytest.approx(expected, abs=1e-5)
+    assert model_silhouette(dense, dense.labels_[dense.valid_index_]) == pytest.approx(expected)
+    assert np.isnan(model_silhouette(sparse, np.zeros(len(sparse.valid_index_), dtype=int)))
