@@ -297,7 +297,7 @@ class HybridClustering(ClusterMixin, BaseEstimator):
             missing = int(pd.isna(groups_arr).sum())
             if missing:
                 raise FeatureInputError(f"groups has {missing} missing photo id(s) (None/NaN); give every face one, "
-                                        "e.g. the faces table's image_id")
+                                        "e.g. io.table.photo_groups(store.table) (one code per photo file)")
             if groups_arr.dtype == object:  # mixed id types (numbers and text) cannot be sorted: compare as text
                 groups_arr = groups_arr.astype(str)
         used = ([name_2d] if name_2d else []) + list(names_3d)
