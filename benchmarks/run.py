@@ -93,14 +93,12 @@ def synthetic(n: int, per_id: int, d3: int, noise2: float, seed: int = 0):
 
 def worker(spec: dict) -> None:
     """One method at one n: a JSON line per fit repeat, then (method "hybrid") per slider refit."""
-    # This folder holds coverage.py, which would shadow the coverage package numba (pynndescent) imports.
+    # This folder holds coverage.py, which would shadow the coverage package numba (umap, hdbscan) imports.
     here = Path(__file__).resolve().parent
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
-    import numpy as np
     from sklearn.metrics import adjusted_rand_score
 
     from facecluster_widgets.cluster import HybridClustering, run_baseline
-    from facecluster_widgets.cluster import graph as sparse
     from facecluster_widgets.cluster.hybrid import DEFAULT_EPS
 
     def emit(record: dict) -> None:
@@ -111,11 +109,6 @@ def worker(spec: dict) -> None:
     k_true = int(y.max()) + 1
     method, budget = spec["method"], spec["budget"]
     model = None
-    if method == HYBRID and y.size > sparse.EXACT_KNN_FACES:  # one-off: pynndescent's numba code compiles
-        t0 = time.perf_counter()
-        probe = np.random.default_rng(0).normal(size=(sparse.EXACT_KNN_FACES + 1, 8)).astype(np.float32)
-        sparse.knn_indices(probe, 5)
-        emit({"kind": "warmup", "seconds": time.perf_counter() - t0})
     for _ in range(spec["repeats"]):
         resettable = _reset_peak()
         rss_before = _status_kb("VmRSS")
@@ -212,7 +205,7 @@ def cluster_benchmark(args: argparse.Namespace) -> dict:
     from facecluster_widgets.cluster import BASELINES
 
     sizes = list(args.sizes or SIZES) + ([LARGE_SIZE] if args.large and not args.sizes else [])
-    methods = [HYBRID, HYBRID_DENSE, *BASELINES]
+    methods = [m for m in (HYBRID, HYBRID_DENSE, *BASELINES) if not args.methods or m in args.methods]
     results: dict = {"sizes": sizes, "methods": methods, "per_id": args.per_id, "d3": args.d3,
                      "noise2": args.noise2, "budget_s": args.budget, "repeats": args.repeats,
                      "one_repeat_from": ONE_REPEAT_FROM,
@@ -239,9 +232,6 @@ def cluster_benchmark(args: argparse.Namespace) -> dict:
             fits = [r for r in records if r["kind"] == "fit"]
             over = any(r["seconds"] > args.budget for r in fits) or (problem or "").startswith("no result")
             entry = {"n": fits[0]["n"] if fits else n, "fits": fits, "problem": problem, "infeasible": over}
-            warm = [r["seconds"] for r in records if r["kind"] == "warmup"]
-            if warm:
-                entry["jit_warmup_s"] = warm[0]
             if over:
                 stopped[method] = f"infeasible: over the {args.budget:g} s budget at n={n:,}"
             if fits and not over:
@@ -438,10 +428,9 @@ def _cluster_sections(cl: dict) -> list[str]:
             e = cl["runs"].get(method, {}).get(n, {})
             if "timings_median_s" in e:
                 t = e["timings_median_s"]
-                extra = f"; one-off numba compile before it {_f(e['jit_warmup_s'], 1)} s" if "jit_warmup_s" in e else ""
                 regimes = "/".join(e.get("regimes") or []) or "dense"
                 out.append(f"- {method} at n={int(n):,} ({e.get('algorithm')}, stage 2 {regimes}): "
-                           f"k={e['n_clusters']}; " + ", ".join(f"{k} {_f(v, 2)} s" for k, v in t.items()) + extra)
+                           f"k={e['n_clusters']}; " + ", ".join(f"{k} {_f(v, 2)} s" for k, v in t.items()))
     if cl["slider"]:
         rows = []
         nan = float("nan")
@@ -469,6 +458,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sizes", type=int, nargs="+", help=f"clustering sizes instead of {SIZES}")
     p.add_argument("--budget", type=float, default=240.0, help="seconds a clustering run may take before it is "
                    "marked infeasible")
+    p.add_argument("--methods", nargs="+", help="clustering methods to run (default: hybrid, hybrid_dense and "
+                   "every baseline)")
     p.add_argument("--per-id", type=int, default=20, help="synthetic faces per identity")
     p.add_argument("--d3", type=int, default=80, help="width of the synthetic 3D block (80 = the shape block)")
     p.add_argument("--noise2", type=float, default=0.25, help="2D noise of the synthetic features (0.25: "

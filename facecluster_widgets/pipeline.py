@@ -106,6 +106,7 @@ def extract(faces: str | os.PathLike | Sequence | FaceSource, store: str | os.Pa
     table = make_frame(face_rows, FACE_COLUMNS)
     images = make_frame(image_rows, IMAGE_COLUMNS)
     with st.lock():  # a concurrent extract into this store finishes before or after ours, never interleaved
+        stale = st.remove_stale_temporaries()
         arrays = _gather(st, runners, table, face_results)
         flag_faces(table, {r["image_id"]: (r["width"], r["height"]) for r in image_rows if r["status"] == "ok"})
         st.write_table("images", images)
@@ -120,6 +121,7 @@ def extract(faces: str | os.PathLike | Sequence | FaceSource, store: str | os.Pa
                   "stages": {r.stage.name: r.stage.key for r in runners},
                   "arrays": arrays,
                   "config": {"detector": config.detector, "embedder": config.embedder},
+                  "stale_temporaries_removed": stale,
                   "wall_seconds": round(time.perf_counter() - started, 3), **timer.to_dict()}
         if distributed is not None:
             report["distributed"] = distributed

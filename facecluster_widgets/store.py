@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -46,6 +47,9 @@ FORMAT_VERSION = 1
 _META_KEY = "__meta__"
 #: Largest store entry read (unpacked): one image's largest result, the crops of a 100-face group photo, is ~4 MB.
 MAX_ENTRY_BYTES = 1 << 30
+#: A temporary file (``atomic_write``) older than this was left by a killed writer: a live one exists for
+#: milliseconds (one result), so an hour leaves any running writer alone, even on a slow shared filesystem.
+STALE_TEMPORARY_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,23 @@ class Store:
             yield
         finally:
             os.close(fd)  # closing the descriptor releases the lock
+
+    def remove_stale_temporaries(self, older_than: float = STALE_TEMPORARY_SECONDS) -> int:
+        """Delete the temporary files that killed writers left (SIGKILL skips their cleanup); returns how many.
+
+        Only files named as :func:`atomic_write` names them and untouched for ``older_than`` seconds: a
+        concurrent writer's file is young, and nothing else in the store matches.
+        """
+        cutoff = time.time() - older_than
+        removed = 0
+        for path in self.root.rglob(".*.tmp"):
+            with suppress(OSError):  # gone already, or not ours to delete: leave it
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+        if removed:
+            log.info("%s: removed %d temporary files left by interrupted runs", self.root, removed)
+        return removed
 
     # -- tables and aligned arrays ----------------------------------------------------------------
     def write_table(self, name: str, frame: pd.DataFrame) -> None:

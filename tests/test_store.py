@@ -110,3 +110,20 @@ def test_arrays_load_without_pickle(tmp_path):
     store.write_array("feature_2d", np.eye(3, dtype=np.float32))
     assert np.array_equal(store.read_array("feature_2d"), np.eye(3))
     assert os.path.exists(tmp_path / "s" / "arrays" / "feature_2d.npy")
+
+
+def test_stale_temporaries_of_killed_writers_are_removed_young_ones_kept(tmp_path):
+    store = open_store(tmp_path / "s")
+    stage = Stage("embed", 1, {"model": "dlib"})
+    store.put(stage, ID, {"x": np.ones(3)})
+    entry = next((tmp_path / "s" / "objects").rglob("*.npz"))
+    old = entry.parent / f".{entry.name}.abc123.tmp"  # as atomic_write names them
+    young = entry.parent / f".{entry.name}.def456.tmp"
+    for path in (old, young):
+        path.write_bytes(b"half a file")
+    hours_ago = os.path.getmtime(young) - 2 * 3600
+    os.utime(old, (hours_ago, hours_ago))
+    assert store.remove_stale_temporaries() == 1
+    assert not old.exists() and young.exists() and entry.exists()
+    assert store.get(stage, ID) is not None
+    assert store.remove_stale_temporaries(older_than=0.0) == 1 and not young.exists() and entry.exists()

@@ -6,7 +6,9 @@ Why: the dense path keeps three n×n float32 matrices (100,000 faces would need 
 1. **kNN graphs, one per modality** (:func:`knn_indices`): each face's :data:`N_NEIGHBORS` nearest faces under the
    2D term (Euclidean order on unit vectors = cosine order) and under the 3D term (Euclidean on the whitened rows
    = Mahalanobis order). Exact (scikit-learn brute force, chunked) up to :data:`EXACT_KNN_FACES` faces, then
-   approximate (pynndescent's NN-descent; its numba code compiles once per process, ~30 s on 2 cores).
+   approximate: faiss's inverted-file index (IVF-Flat, :func:`ivf_knn`), compiled code with no start-up cost.
+   pynndescent was used before: same recall on our synthetic data, but its numba code compiled for ~33 s in every
+   new Python process, half the 100,000-face budget.
 2. **Fused graph** (:class:`FusedGraph`): the union of both modalities' edges, made symmetric, each edge holding
    its two normalised block distances (same ``s2``/``s3`` median scaling as :class:`~facecluster_widgets.fusion.
    FusedMetric`, whose medians already come from a fixed 2,000-face sample), so a new λ is one weighted sum over
@@ -70,8 +72,17 @@ AUTO_SPARSE_FACES = 5_000
 #: made symmetric, gives each face ~20-40 edges, above any sensible min_samples.
 N_NEIGHBORS = 15
 #: Up to this many faces the kNN lists are exact (scikit-learn brute force, chunked: O(n²·d) time, bounded memory,
-#: ~3 s for 10,000 faces on 2 cores); above, pynndescent (O(n log n) time, but its code compiles once per process).
+#: ~3 s for 10,000 faces on 2 cores); above, faiss IVF (exact brute force would take ~58 s at 100,000 faces).
 EXACT_KNN_FACES = 10_000
+#: IVF cells per √n (faiss's guideline is 4-16 √n): ~1,260 cells of ~80 faces at 100,000 faces.
+IVF_LISTS_PER_SQRT_N = 4
+#: Cells searched per query. ``benchmarks/knn_recall.py`` at 100,000 synthetic faces: identity-structured data
+#: (20 faces per identity) recall@16 = 1.000; near-structureless data (5 per identity, noise 1.0) top-5 recall
+#: 0.52 (2D) / 0.99 (3D), where pynndescent's defaults reached 0.49 / 1.00.
+IVF_PROBES = 32
+#: faiss wants ≥ 39 training points per cell (fewer cells below ~25,000 faces); more costs time for no gain.
+IVF_MIN_TRAIN_PER_LIST = 39
+IVF_TRAIN_PER_LIST = 50
 #: Stage 2 runs the dense path's exact K-Means (every face against every centroid, O(n·k) memory) while DBSCAN
 #: kept at most this many faces (the shared datasets: 100-1,400), the graph-restricted K-Means above.
 EXACT_KMEANS_FACES = 2_000
@@ -111,7 +122,7 @@ def knn_indices(points: np.ndarray, n_neighbors: int = N_NEIGHBORS,
                 random_state: int | np.random.RandomState | None = 0) -> np.ndarray:
     """``(n, k)`` indices of each row's ``k = min(n_neighbors, n − 1)`` nearest OTHER rows, Euclidean.
 
-    Exact up to :data:`EXACT_KNN_FACES` rows, pynndescent above. A face's duplicate may come before the face
+    Exact up to :data:`EXACT_KNN_FACES` rows, faiss IVF above. A face's duplicate may come before the face
     itself in its list, so the face is removed wherever it appears (else the last neighbour is dropped).
     """
     n = points.shape[0]
@@ -122,16 +133,40 @@ def knn_indices(points: np.ndarray, n_neighbors: int = N_NEIGHBORS,
         found = NearestNeighbors(n_neighbors=k + 1, algorithm="brute").fit(points).kneighbors(
             points, return_distance=False)
     else:
-        from pynndescent import NNDescent  # imports numba: only when a collection is this large
-
-        seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
-        found = NNDescent(points, metric="euclidean", n_neighbors=k + 1, random_state=seed,
-                          low_memory=True, compressed=True).neighbor_graph[0]
+        found = ivf_knn(points, k + 1, random_state)
     found = np.asarray(found, dtype=np.int64)
     own = found == np.arange(n)[:, None]
     missing = ~own.any(axis=1)
     own[missing, -1] = True
     return found[~own].reshape(n, k)
+
+
+def ivf_knn(points: np.ndarray, k: int, random_state: int | np.random.RandomState | None = 0) -> np.ndarray:
+    """``(n, k)`` approximate nearest rows (each row's own index among them) from a faiss IVF-Flat index.
+
+    The coarse quantiser is trained on a fixed-seed sample, so the same points give the same lists. A row whose
+    probed cells hold fewer than ``k`` points (faiss pads with −1) is searched again exactly: rare, and never left
+    with a short list.
+    """
+    import faiss  # a core dependency, imported only when a collection is this large
+
+    x = np.ascontiguousarray(points, dtype=np.float32)
+    n, d = x.shape
+    n_lists = max(1, min(int(round(IVF_LISTS_PER_SQRT_N * math.sqrt(n))), n // IVF_MIN_TRAIN_PER_LIST))
+    rng = check_random_state(random_state)
+    train = x[np.sort(rng.choice(n, min(n, IVF_TRAIN_PER_LIST * n_lists), replace=False))]
+    index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, n_lists)
+    index.cp.seed = int(rng.randint(np.iinfo(np.int32).max))
+    index.train(train)
+    index.add(x)
+    index.nprobe = min(IVF_PROBES, n_lists)
+    found = index.search(x, k)[1]
+    short = np.flatnonzero((found < 0).any(axis=1))
+    if short.size:
+        exact = faiss.IndexFlatL2(d)
+        exact.add(x)
+        found[short] = exact.search(x[short], k)[1]
+    return found
 
 
 def _edge_distances(points: np.ndarray, rows: np.ndarray, cols: np.ndarray, kind: str) -> np.ndarray:
