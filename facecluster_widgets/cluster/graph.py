@@ -76,9 +76,10 @@ N_NEIGHBORS = 15
 EXACT_KNN_FACES = 10_000
 #: IVF cells per √n (faiss's guideline is 4-16 √n): ~1,260 cells of ~80 faces at 100,000 faces.
 IVF_LISTS_PER_SQRT_N = 4
-#: Cells searched per query. ``benchmarks/knn_recall.py`` at 100,000 synthetic faces: identity-structured data
-#: (20 faces per identity) recall@16 = 1.000; near-structureless data (5 per identity, noise 1.0) top-5 recall
-#: 0.52 (2D) / 0.99 (3D), where pynndescent's defaults reached 0.49 / 1.00.
+#: Cells searched per query. ``benchmarks/knn_recall.py`` at 100,000 synthetic faces, 2 cores: identity-structured
+#: data (20 faces per identity, as in run.py) recall@15 = 1.000 in 6.1 s (2D) / 5.7 s (3D); near-structureless data
+#: (5 per identity, noise 1.0: a face's own identity ~0.5 cosine away) recall@5 0.48 (2D) / 0.90 (3D), where
+#: neighbours barely mean anything; 16 probes was 1.6x faster and 0.83 vs 0.95 recall on tests' random data.
 IVF_PROBES = 32
 #: faiss wants ≥ 39 training points per cell (fewer cells below ~25,000 faces); more costs time for no gain.
 IVF_MIN_TRAIN_PER_LIST = 39
