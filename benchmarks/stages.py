@@ -28,6 +28,7 @@ from facecluster_widgets.embed import Embedder, EmbedInput, get_embedder
 from facecluster_widgets.errors import DatasetError, FaceclusterError
 from facecluster_widgets.io.datasets import load_faces
 from facecluster_widgets.io.images import decode_image
+from facecluster_widgets.pipeline import DEFER_FACES
 from facecluster_widgets.recon.mesh import MeshReconstructor
 from facecluster_widgets.recon.morphable import LandmarkFitter, load_morphable_model
 from facecluster_widgets.standardize import StandardiseConfig, standardise
@@ -157,6 +158,13 @@ def time_pass(models: Models, photos: list[Path]) -> dict:
     seconds = dict.fromkeys(STAGES, 0.0)
     failed = dict.fromkeys(STAGES, 0)
     faces = 0
+    waiting: list = []  # crops whose network pass waits for more faces, as extract() does (DEFER_FACES)
+
+    def run_network() -> None:
+        vectors = _timed(seconds, "embed", models.embedder.describe, waiting)
+        failed["embed"] += int(np.isnan(vectors).any(axis=1).sum())
+        waiting.clear()
+
     for path in photos:
         rgb, _ = _timed(seconds, "decode", decode_image, path)
         dets = _detect_then_landmarks(seconds, models.detector, rgb)
@@ -165,9 +173,10 @@ def time_pass(models: Models, photos: list[Path]) -> dict:
             continue
         for det in dets:
             _timed(seconds, "standardise", standardise, rgb, det.points5, models.standardise_config)
-        inputs = [EmbedInput.from_detection(rgb, det) for det in dets]  # one call per photo, as extract()
-        vectors = _timed(seconds, "embed", models.embedder.embed, inputs)
-        failed["embed"] += int(np.isnan(vectors).any(axis=1).sum())
+        inputs = [EmbedInput.from_detection(rgb, det) for det in dets]
+        waiting.extend(_timed(seconds, "embed", models.embedder.prepare, inputs))
+        if len(waiting) >= DEFER_FACES:
+            run_network()
         for det in dets:
             mesh = _timed(seconds, "mesh", models.reconstructor.reconstruct, rgb, det.points5, det.box)
             failed["mesh"] += mesh is None
@@ -176,6 +185,8 @@ def time_pass(models: Models, photos: list[Path]) -> dict:
                 continue
             fit = _timed(seconds, "fit", models.fitter.fit, det.points68)
             _timed(seconds, "descriptors", models.extractor.compute, fit)
+    if waiting:
+        run_network()
     return {"seconds": seconds, "photos": len(photos), "faces": faces, "failed": failed,
             "load_1min": os.getloadavg()[0]}
 

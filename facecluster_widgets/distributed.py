@@ -102,11 +102,12 @@ def _plugin() -> StagesPlugin:
 
 def compute_batch(paths: Sequence[str], store_root: str, config: PipelineConfig) -> dict:
     """(On a worker) every stage of every image in ``paths`` into the store at ``store_root``; the step timer."""
-    from .pipeline import _run_stages
+    from .pipeline import Deferred, _run_stages
 
     runners = _plugin().runners(config)
     store = open_store(store_root, create=False)
     timer = StageTimer()
+    deferred = Deferred(store, timer)
     for path in paths:
         t0 = time.perf_counter()
         try:
@@ -114,7 +115,10 @@ def compute_batch(paths: Sequence[str], store_root: str, config: PipelineConfig)
         except ImageReadError:
             continue  # the driver records the reason
         timer.add("hash", time.perf_counter() - t0)
-        _run_stages(store, runners, ImageWork(Path(path), image_id, config.max_pixels, timer), timer)
+        _run_stages(store, runners, ImageWork(Path(path), image_id, config.max_pixels, timer), timer, deferred)
+        if deferred.full:
+            deferred.flush()
+    deferred.flush()
     return timer.to_dict()
 
 

@@ -31,6 +31,10 @@ from .store import Result, Store, open_store
 
 log = logging.getLogger(__name__)
 
+#: Faces whose embedding waits for others before the network runs (one batch of the default embedder). Measured
+#: (benchmarks/embed_batch.py): the torch engine takes 17 ms/face one face at a time, 8.6 ms/face in batches of 8-32.
+DEFER_FACES = 32
+
 __all__ = ["DEFAULT_DETECTOR", "PipelineConfig", "extract", "thumbnail_of"]
 
 
@@ -63,6 +67,7 @@ def extract(faces: str | os.PathLike | Sequence | FaceSource, store: str | os.Pa
         distributed = distribute(client, source.paths, st.root, config)
     with ExitStack() as resources:
         runners = build_stages(config, resources)
+        deferred = Deferred(st, timer)
         for path, label in tqdm(list(zip(source.paths, labels, strict=True)), desc="extract", unit="img",
                                 disable=not progress):
             base = {"path": display_path(path), "label": label, "dataset": source.name}
@@ -78,7 +83,9 @@ def extract(faces: str | os.PathLike | Sequence | FaceSource, store: str | os.Pa
             timer.add("hash", time.perf_counter() - t0)
             copy = copies[image_id] = copies.get(image_id, -1) + 1
             work = ImageWork(Path(path), image_id, config.max_pixels, timer)
-            error = _run_stages(st, runners, work, timer)
+            error = _run_stages(st, runners, work, timer, deferred)
+            if deferred.full:
+                deferred.flush()
             if error is not None:
                 image_rows.append({**base, "image_id": image_id, "status": "unreadable", "reason": error})
                 face_rows.append(_failure_row(base, image_id, "unreadable", error, copy))
@@ -98,7 +105,8 @@ def extract(faces: str | os.PathLike | Sequence | FaceSource, store: str | os.Pa
                                   "x1": d.box[2], "y1": d.box[3], "det_score": d.score, "detector": d.source,
                                   "duplicate_of": face_id(image_id, index) if copy else None,
                                   "primary": index == main, "label": label if index == main else None})
-                face_results.append(work.results)
+                face_results.append(work.results)  # deferred results arrive in this dict when flushed
+        deferred.flush()
     for where, reason in source.skipped:  # folders the walk could not enter or looped back to: listed, not lost
         image_rows.append({"path": where, "label": None, "dataset": source.name, "status": "skipped",
                            "reason": reason,
@@ -152,14 +160,59 @@ def primary_face(detections: Sequence, info: dict) -> int:
     return order[-1]
 
 
-def _run_stages(st: Store, runners: list[StageRunner], work: ImageWork, timer: StageTimer) -> str | None:
-    """Load or compute each stage for one image; returns the reason when the image cannot be read."""
+class Deferred:
+    """Stage work waiting to be finished for several images at once (:attr:`StageRunner.finish`): the
+    embedding network runs over the faces of many photos together, while each photo's pixels are released
+    as soon as its crops are made. Up to :data:`DEFER_FACES` faces wait; :meth:`flush` stores the results."""
+
+    def __init__(self, st: Store, timer: StageTimer, max_faces: int | None = None) -> None:
+        self.st, self.timer = st, timer
+        self.max_faces = DEFER_FACES if max_faces is None else max_faces
+        self.waiting: list[tuple[StageRunner, ImageWork, object]] = []
+        self.faces = 0
+
+    def add(self, runner: StageRunner, work: ImageWork, prepared: object) -> None:
+        self.waiting.append((runner, work, prepared))
+        self.faces += len(prepared) if hasattr(prepared, "__len__") else 1
+
+    @property
+    def full(self) -> bool:
+        return self.faces >= self.max_faces
+
+    def flush(self) -> None:
+        """Finish every waiting item, store each image's result and hand it to its work."""
+        runners = {id(runner): runner for runner, _, _ in self.waiting}
+        for key, runner in runners.items():
+            items = [(work, prepared) for r, work, prepared in self.waiting if id(r) == key]
+            t0 = time.perf_counter()
+            outputs = runner.finish([prepared for _, prepared in items])
+            self.timer.add(runner.stage.name, time.perf_counter() - t0, n=0)
+            for (work, _), (arrays, meta) in zip(items, outputs, strict=True):
+                t0 = time.perf_counter()
+                self.st.put(runner.stage, work.image_id, arrays, meta)
+                self.timer.add("store", time.perf_counter() - t0)
+                work.results[runner.stage.name] = Result(arrays={k: np.asarray(v) for k, v in arrays.items()},
+                                                         meta=meta)
+        self.waiting, self.faces = [], 0
+
+
+def _run_stages(st: Store, runners: list[StageRunner], work: ImageWork, timer: StageTimer,
+                deferred: Deferred | None = None) -> str | None:
+    """Load or compute each stage for one image; returns the reason when the image cannot be read.
+
+    With ``deferred``, a stage that can finish later (``runner.prepare``) only prepares here: its result reaches
+    ``work.results`` and the store when ``deferred`` is flushed.
+    """
     for runner in runners:
         stage = runner.stage
         result = st.get(stage, work.image_id)
         if result is None:
             t0 = time.perf_counter()
             try:
+                if deferred is not None and runner.prepare is not None:
+                    deferred.add(runner, work, runner.prepare(work))
+                    timer.add(stage.name, time.perf_counter() - t0)
+                    continue
                 arrays, meta = runner.compute(work)
             except ImageReadError as exc:
                 # Remembered under the first stage's key: the same bytes will fail the same way next time.

@@ -117,6 +117,11 @@ class StageRunner:
     compute: Callable[[ImageWork], tuple[dict[str, np.ndarray], dict]]
     columns: Mapping[str, str] = field(default_factory=dict)
     arrays: Mapping[str, str] = field(default_factory=dict)
+    #: For a stage whose heavy half gains from several images at once (the embedding network): ``prepare(work)``
+    #: does the per-image half (the crops) and ``finish(prepared_list)`` the rest for many images together,
+    #: returning each image's ``(arrays, meta)`` as ``compute`` would. No later stage may need its results.
+    prepare: Callable[[ImageWork], Any] | None = None
+    finish: Callable[[list[Any]], list[tuple[dict[str, np.ndarray], dict]]] | None = None
 
 
 def build_stages(config: PipelineConfig, resources: ExitStack) -> list[StageRunner]:
@@ -259,12 +264,28 @@ def _embed_stage(config: PipelineConfig, detect: Stage) -> StageRunner:
     embedder = get_embedder(config.embedder, **config.embedder_params)
     stage = Stage("embed", 1, {"backend": embedder.name, **embedder.params()}, (detect,))
 
-    def run(work: ImageWork) -> tuple[dict, dict]:
-        inputs = [EmbedInput.from_detection(work.rgb, det) for det in work.detections]
-        vectors = embedder.embed(inputs) if inputs else np.zeros((0, embedder.dim), np.float32)
+    def inputs(work: ImageWork) -> list[EmbedInput]:
+        return [EmbedInput.from_detection(work.rgb, det) for det in work.detections]
+
+    def outputs(vectors: np.ndarray) -> tuple[dict, dict]:
         return {"embedding": vectors}, {"failed": int(np.isnan(vectors).any(axis=1).sum())}
 
-    return StageRunner(stage, run, arrays={"feature_2d": "embedding"})
+    def run(work: ImageWork) -> tuple[dict, dict]:
+        faces = inputs(work)
+        return outputs(embedder.embed(faces) if faces else np.zeros((0, embedder.dim), np.float32))
+
+    if not (hasattr(embedder, "prepare") and hasattr(embedder, "describe")):  # a plug-in with embed() only
+        return StageRunner(stage, run, arrays={"feature_2d": "embedding"})
+
+    def prepare(work: ImageWork) -> list:
+        return embedder.prepare(inputs(work))
+
+    def finish(prepared: list[list]) -> list[tuple[dict, dict]]:
+        vectors = embedder.describe([crop for crops in prepared for crop in crops])
+        ends = np.cumsum([len(crops) for crops in prepared])
+        return [outputs(vectors[end - len(crops):end]) for crops, end in zip(prepared, ends, strict=True)]
+
+    return StageRunner(stage, run, arrays={"feature_2d": "embedding"}, prepare=prepare, finish=finish)
 
 
 def _mesh_stage(reconstructor: MeshReconstructor, detect: Stage) -> StageRunner:

@@ -157,3 +157,32 @@ def test_faceless_image_passes_every_stage(tmp_path, lfw10):
     table = store.table
     assert sorted(table["status"]) == ["no_face", "ok"]
     assert store.features.valid.sum() == 1 and "identity" in store.features.names
+
+
+def test_embedding_network_runs_over_several_photos_at_once(tmp_path, lfw10, monkeypatch):
+    """extract() crops each photo's faces as it goes, then runs the network for several photos together
+    (pipeline.DEFER_FACES); the embeddings equal a photo-at-a-time run's (the torch engine is batch-invariant)."""
+    from facecluster_widgets import pipeline
+    from facecluster_widgets.embed.dlib_backend import DlibEmbedder
+
+    photos = sorted(lfw10.rglob("*.jpg"))[:7]
+    calls: list[int] = []
+    describe = DlibEmbedder._describe
+
+    def counting(self, chips):
+        calls.append(len(chips))
+        return describe(self, chips)
+
+    monkeypatch.setattr(DlibEmbedder, "_describe", counting)
+    options = {"detector": "mediapipe", "reconstruct_3d": False, "mesh": False, "progress": False}
+    monkeypatch.setattr(pipeline, "DEFER_FACES", 4)
+    together = fc.extract(photos, tmp_path / "together", **options)
+    batched, calls[:] = list(calls), []
+    monkeypatch.setattr(pipeline, "DEFER_FACES", 1)
+    alone = fc.extract(photos, tmp_path / "alone", **options)
+    n_faces = int((together.table["status"] == "ok").sum())
+    assert sum(batched) == sum(calls) == n_faces >= len(photos)
+    assert max(batched) >= 4 and len(batched) < len(photos)  # several photos per network call
+    assert len(calls) == len(photos)  # the reference: one call per photo
+    np.testing.assert_array_equal(together.features["2d"], alone.features["2d"])
+    assert together.read_json("run")["counts"]["embed"] == len(photos)

@@ -18,11 +18,11 @@ import numpy as np
 
 from ..errors import ModelFileError, ModelMissingError, OptionalDependencyError
 from .base import (
+    CropThenNetwork,
     EmbedInput,
     alignment_points5,
     check_batch_size,
     check_points5,
-    embed_in_batches,
     file_identity,
 )
 
@@ -38,7 +38,7 @@ PACK_RECOGNITION_FILES = {"buffalo_l": "w600k_r50.onnx", "buffalo_m": "w600k_r50
 _INSTALL_HINT = "pip install facecluster_widgets[insightface]"
 
 
-class ArcFaceEmbedder:
+class ArcFaceEmbedder(CropThenNetwork):
     """``model``: an ``.onnx`` path, a folder holding one recognition ONNX, or a pack name under
     ``root/models/``. ``providers`` go to onnxruntime (None: insightface's default choice)."""
 
@@ -56,9 +56,6 @@ class ArcFaceEmbedder:
 
     def params(self) -> dict:
         return self._params
-
-    def embed(self, faces: Sequence[EmbedInput]) -> np.ndarray:
-        return embed_in_batches(faces, self.dim, self.batch_size, arcface_crop, self._describe, self.name)
 
     def crop(self, face: EmbedInput) -> np.ndarray:
         return arcface_crop(face)

@@ -117,17 +117,62 @@ def embed_in_batches(faces: Sequence[EmbedInput], dim: int, batch_size: int,
     """
     out = np.full((len(faces), dim), np.nan, dtype=np.float32)
     for start in range(0, len(faces), batch_size):
-        rows, crops = [], []
-        for index in range(start, min(start + batch_size, len(faces))):
-            try:
-                crops.append(crop(faces[index]))
-            except CropError as exc:
-                logger.warning("face %d: no %s crop (%s); its embedding row is NaN", index, backend, exc)
-                continue
-            rows.append(index)
-        if crops:
-            out[rows] = l2_normalise(run(crops))
+        part = faces[start:start + batch_size]
+        out[start:start + len(part)] = describe_crops(prepare_crops(part, crop, backend, first=start), dim,
+                                                      batch_size, run)
     return out
+
+
+def prepare_crops(faces: Sequence[EmbedInput], crop: Callable[[EmbedInput], np.ndarray], backend: str,
+                  first: int = 0) -> list[np.ndarray | None]:
+    """Each face's crop, None (and a logged reason) where it cannot be made."""
+    crops: list[np.ndarray | None] = []
+    for index, face in enumerate(faces, start=first):
+        try:
+            crops.append(crop(face))
+        except CropError as exc:
+            logger.warning("face %d: no %s crop (%s); its embedding row is NaN", index, backend, exc)
+            crops.append(None)
+    return crops
+
+
+def describe_crops(crops: Sequence[np.ndarray | None], dim: int, batch_size: int,
+                   run: Callable[[list[np.ndarray]], np.ndarray]) -> np.ndarray:
+    """``(len(crops), dim)`` unit rows from ``run``, ``batch_size`` crops per call; NaN rows where a crop is None."""
+    out = np.full((len(crops), dim), np.nan, dtype=np.float32)
+    rows = [i for i, c in enumerate(crops) if c is not None]
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        out[chunk] = l2_normalise(run([crops[i] for i in chunk]))
+    return out
+
+
+class CropThenNetwork:
+    """An embedder that crops every face, then runs the crops through a network a batch at a time.
+
+    Why :meth:`prepare` and :meth:`describe` are public: ``extract()`` crops each photo's faces as it reaches them
+    and runs the network once for the faces of several photos, so the network sees full batches while no
+    photo's pixels are kept waiting. ``embed(faces)`` is the two in one call.
+    """
+
+    name: str
+    dim: int
+    batch_size: int
+
+    def crop(self, face: EmbedInput) -> np.ndarray:
+        raise NotImplementedError
+
+    def _describe(self, crops: list[np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    def embed(self, faces: Sequence[EmbedInput]) -> np.ndarray:
+        return embed_in_batches(faces, self.dim, self.batch_size, self.crop, self._describe, self.name)
+
+    def prepare(self, faces: Sequence[EmbedInput]) -> list[np.ndarray | None]:
+        return prepare_crops(faces, self.crop, self.name)
+
+    def describe(self, crops: Sequence[np.ndarray | None]) -> np.ndarray:
+        return describe_crops(crops, self.dim, self.batch_size, self._describe)
 
 
 def check_batch_size(batch_size: int) -> int:

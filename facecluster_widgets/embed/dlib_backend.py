@@ -23,7 +23,6 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,10 +32,10 @@ import numpy as np
 from ..detect.base import points5_from_68
 from ..errors import CropError, FaceclusterError, ModelMissingError, OptionalDependencyError
 from .base import (
+    CropThenNetwork,
     EmbedInput,
     check_batch_size,
     check_points5,
-    embed_in_batches,
     file_identity,
 )
 
@@ -52,7 +51,7 @@ _BOX_SHIFT_DOWN_PER_EYE_MOUTH = -0.08
 ENGINES = ("torch", "dlib")
 
 
-class DlibEmbedder:
+class DlibEmbedder(CropThenNetwork):
     """``num_jitters`` > 1 averages that many randomly jittered chips (slower, slightly more robust,
     no longer bit-for-bit repeatable); 0 and 1 both mean no jitter. Both engines jitter with dlib's own
     ``jitter_image`` (the torch engine calls ``dlib.jitter_image`` and runs the jittered chips through torch).
@@ -95,8 +94,8 @@ class DlibEmbedder:
     def params(self) -> dict:
         return self._params
 
-    def embed(self, faces: Sequence[EmbedInput]) -> np.ndarray:
-        return embed_in_batches(faces, self.dim, self.batch_size, self.chip, self._describe, self.name)
+    def crop(self, face: EmbedInput) -> np.ndarray:
+        return self.chip(face)
 
     def chip(self, face: EmbedInput) -> np.ndarray:
         """The 150x150 RGB chip dlib's network sees; :class:`CropError` when it cannot be made."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import cv2
@@ -27,11 +27,11 @@ import numpy as np
 
 from ..errors import ModelFileError, ModelMissingError, OptionalDependencyError
 from .base import (
+    CropThenNetwork,
     EmbedInput,
     alignment_points5,
     check_batch_size,
     check_points5,
-    embed_in_batches,
     file_identity,
 )
 
@@ -53,7 +53,7 @@ ARCFACE_TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.025
 TEMPLATE_160 = ARCFACE_TEMPLATE_112 * (INPUT_SIZE / 112.0)
 
 
-class FaceNetEmbedder:
+class FaceNetEmbedder(CropThenNetwork):
     """``weights``: path of a facenet-pytorch InceptionResnetV1 state_dict (``.pt``)."""
 
     name = "facenet"
@@ -80,9 +80,6 @@ class FaceNetEmbedder:
 
     def params(self) -> dict:
         return self._params
-
-    def embed(self, faces: Sequence[EmbedInput]) -> np.ndarray:
-        return embed_in_batches(faces, self.dim, self.batch_size, facenet_crop, self._describe, self.name)
 
     def crop(self, face: EmbedInput) -> np.ndarray:
         return facenet_crop(face)
