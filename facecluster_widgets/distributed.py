@@ -116,8 +116,6 @@ def compute_batch(paths: Sequence[str], store_root: str, config: PipelineConfig)
             continue  # the driver records the reason
         timer.add("hash", time.perf_counter() - t0)
         _run_stages(store, runners, ImageWork(Path(path), image_id, config.max_pixels, timer), timer, deferred)
-        if deferred.full:
-            deferred.flush()
     deferred.flush()
     return timer.to_dict()
 

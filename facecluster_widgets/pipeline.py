@@ -13,7 +13,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -84,8 +84,6 @@ def extract(faces: str | os.PathLike | Sequence | FaceSource, store: str | os.Pa
             copy = copies[image_id] = copies.get(image_id, -1) + 1
             work = ImageWork(Path(path), image_id, config.max_pixels, timer)
             error = _run_stages(st, runners, work, timer, deferred)
-            if deferred.full:
-                deferred.flush()
             if error is not None:
                 image_rows.append({**base, "image_id": image_id, "status": "unreadable", "reason": error})
                 face_rows.append(_failure_row(base, image_id, "unreadable", error, copy))
@@ -163,21 +161,21 @@ def primary_face(detections: Sequence, info: dict) -> int:
 class Deferred:
     """Stage work waiting to be finished for several images at once (:attr:`StageRunner.finish`): the
     embedding network runs over the faces of many photos together, while each photo's pixels are released
-    as soon as its crops are made. Up to :data:`DEFER_FACES` faces wait; :meth:`flush` stores the results."""
+    as soon as its crops are made. Once :data:`DEFER_FACES` faces wait they are finished and stored; the caller
+    flushes the rest at the end."""
 
     def __init__(self, st: Store, timer: StageTimer, max_faces: int | None = None) -> None:
         self.st, self.timer = st, timer
         self.max_faces = DEFER_FACES if max_faces is None else max_faces
-        self.waiting: list[tuple[StageRunner, ImageWork, object]] = []
+        self.waiting: list[tuple[StageRunner, ImageWork, Sized]] = []
         self.faces = 0
 
-    def add(self, runner: StageRunner, work: ImageWork, prepared: object) -> None:
+    def add(self, runner: StageRunner, work: ImageWork, prepared: Sized) -> None:
+        """Queue one image's prepared part (one item per face); finish the queue when it holds enough faces."""
         self.waiting.append((runner, work, prepared))
-        self.faces += len(prepared) if hasattr(prepared, "__len__") else 1
-
-    @property
-    def full(self) -> bool:
-        return self.faces >= self.max_faces
+        self.faces += len(prepared)
+        if self.faces >= self.max_faces:
+            self.flush()
 
     def flush(self) -> None:
         """Finish every waiting item, store each image's result and hand it to its work."""

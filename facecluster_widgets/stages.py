@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sized
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -118,9 +118,9 @@ class StageRunner:
     columns: Mapping[str, str] = field(default_factory=dict)
     arrays: Mapping[str, str] = field(default_factory=dict)
     #: For a stage whose heavy half gains from several images at once (the embedding network): ``prepare(work)``
-    #: does the per-image half (the crops) and ``finish(prepared_list)`` the rest for many images together,
+    #: does the per-image half (one item per face: its crops) and ``finish(prepared_list)`` the rest for many images,
     #: returning each image's ``(arrays, meta)`` as ``compute`` would. No later stage may need its results.
-    prepare: Callable[[ImageWork], Any] | None = None
+    prepare: Callable[[ImageWork], Sized] | None = None
     finish: Callable[[list[Any]], list[tuple[dict[str, np.ndarray], dict]]] | None = None
 
 

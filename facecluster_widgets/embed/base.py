@@ -7,6 +7,7 @@ Each backend was trained on its own crop (dlib: 150x150 chips, ArcFace: 112x112 
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -147,7 +148,7 @@ def describe_crops(crops: Sequence[np.ndarray | None], dim: int, batch_size: int
     return out
 
 
-class CropThenNetwork:
+class CropThenNetwork(ABC):
     """An embedder that crops every face, then runs the crops through a network a batch at a time.
 
     Why :meth:`prepare` and :meth:`describe` are public: ``extract()`` crops each photo's faces as it reaches them
@@ -159,11 +160,13 @@ class CropThenNetwork:
     dim: int
     batch_size: int
 
+    @abstractmethod
     def crop(self, face: EmbedInput) -> np.ndarray:
-        raise NotImplementedError
+        """The network's input image for one face; :class:`CropError` when it cannot be made."""
 
+    @abstractmethod
     def _describe(self, crops: list[np.ndarray]) -> np.ndarray:
-        raise NotImplementedError
+        """Raw (not normalised) ``(len(crops), dim)`` rows for a batch of crops."""
 
     def embed(self, faces: Sequence[EmbedInput]) -> np.ndarray:
         return embed_in_batches(faces, self.dim, self.batch_size, self.crop, self._describe, self.name)
