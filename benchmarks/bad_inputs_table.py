@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/bad_inputs_table.py --keep DIR   # keep the photos and the store in DIR
 
 Every file is generated in a temporary folder from real photos (lfw10, cfp100): the messy files of
-:data:`facecluster_widgets.io.messy.MESSY_FILES` and the hard faces of ``FACE_CASES``. One ``extract()`` runs
+:data:`support.messy.MESSY_FILES` and the hard faces of ``FACE_CASES``. One ``extract()`` runs
 over all of them; each row shows the file's status and reason in ``store.errors`` / the faces table, or
 what was read (format, mode, frames, EXIF orientation, faces, flags). When run as root, ``chmod 000`` does not
 stop reading, so the permission case is simulated (``open`` raises ``PermissionError`` for that file only).
@@ -29,7 +29,9 @@ import pandas as pd
 import facecluster_widgets as fc
 from facecluster_widgets.config import datasets_root
 from facecluster_widgets.io.datasets import display_path
-from facecluster_widgets.io.messy import FACE_CASES, MESSY_FILES, write_face_cases, write_messy_folder
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test-only helpers: tests/support/
+from support.messy import FACE_CASES, MESSY_FILES, write_face_cases, write_messy_folder  # noqa: E402
 
 
 @contextmanager

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/defer_embed.py --dataset orl --repeats 2
 
-``pipeline.DEFER_FACES`` = 1 runs the network as soon as a photo's faces are cropped (one call per photo, the
+``batching.DEFER_FACES`` = 1 runs the network as soon as a photo's faces are cropped (one call per photo, the
 behaviour before cross-photo batching); the default waits for that many faces. Cold store each run, the two
 alternating in one process (models built per run, as a user's cold run); the run report's own step timer gives
 the embed seconds. Prints a JSON summary.
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import facecluster_widgets as fc
-from facecluster_widgets import pipeline
+from facecluster_widgets.pipeline import batching
 
 
 def main() -> None:
@@ -27,11 +27,11 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     args = p.parse_args()
     source = fc.load_faces(args.dataset)
-    default = pipeline.DEFER_FACES
+    default = batching.DEFER_FACES
     runs: dict[int, list[dict]] = {1: [], default: []}
     for _ in range(args.repeats):
         for defer in runs:
-            pipeline.DEFER_FACES = defer
+            batching.DEFER_FACES = defer
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
                 store = fc.extract(source, Path(tmp) / "s", progress=False)
@@ -39,7 +39,7 @@ def main() -> None:
                 faces = int((store.table["status"] == "ok").sum())
                 runs[defer].append({"seconds": seconds, "faces_per_s": faces / seconds,
                                     "embed_s": store.read_json("run")["seconds"]["embed"]})
-    pipeline.DEFER_FACES = default
+    batching.DEFER_FACES = default
     out = {"dataset": args.dataset, "faces": faces, "runs": runs,
            "median": {f"defer {d}": {k: statistics.median(r[k] for r in rs) for k in ("faces_per_s", "embed_s")}
                       for d, rs in runs.items()}}

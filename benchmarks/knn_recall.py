@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from facecluster_widgets.cluster import graph
 from facecluster_widgets.fusion import FusedMetric
-from facecluster_widgets.synthetic import make_identity_features
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test-only helpers: tests/support/
+from support.synthetic import make_identity_features  # noqa: E402
 
 
 def exact_neighbours(points: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:

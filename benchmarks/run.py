@@ -88,7 +88,8 @@ def _reset_peak() -> bool:
 
 def synthetic(n: int, per_id: int, d3: int, noise2: float, seed: int = 0):
     """``(blocks, labels)``: n faces of n // per_id identities, a 128-D unit "2d" block and one "shape" block."""
-    from facecluster_widgets.synthetic import make_identity_features
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test-only helpers
+    from support.synthetic import make_identity_features
 
     n_ids = max(2, n // per_id)
     return make_identity_features(n_ids=n_ids, per_id=per_id, d2=128, blocks_3d={"shape": d3}, noise2=noise2,

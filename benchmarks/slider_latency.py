@@ -10,7 +10,7 @@ distances, cluster ids matched to the previous view, corrections replayed) and t
 metrics panel, gallery, edit panel, status). The browser's own drawing is not included. Each figure is the
 median of R moves, cycling ε around its default (then λ around its default).
 
-Faces: synthetic features of known identity structure (``facecluster_widgets.synthetic``), n ÷ 20 identities,
+Faces: synthetic features of known identity structure (``support.synthetic``), n ÷ 20 identities,
 with the pipeline's block widths: a unit 128-D "2d" block and 3D blocks "shape" 80, "geodesic" 20,
 "curvature" 72, "identity" 20. Two settings of k: "auto" (the method's default: a silhouette sweep over k) and a
 fixed k = n ÷ 20 (the auto toggle off), because the sweep is where refit spends its time.
@@ -37,8 +37,10 @@ BLOCKS_3D = {"shape": 80, "geodesic": 20, "curvature": 72, "identity": 20}
 
 
 def faces(n: int, seed: int = 0):
-    from facecluster_widgets.collection import FaceCollection
-    from facecluster_widgets.synthetic import make_identity_features
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test-only helpers
+    from support.synthetic import make_identity_features
+
+    from facecluster_widgets.review.collection import FaceCollection
 
     blocks, y = make_identity_features(n_ids=max(2, n // 20), per_id=20, d2=128, blocks_3d=BLOCKS_3D, noise2=0.25,
                                        seed=seed)
@@ -47,8 +49,8 @@ def faces(n: int, seed: int = 0):
 
 def measure(n: int, repeats: int, k_mode: str) -> dict:
     from facecluster_widgets.cluster.hybrid import DEFAULT_EPS, DEFAULT_LAM
-    from facecluster_widgets.edits import EditLog
-    from facecluster_widgets.session import ClusterSession
+    from facecluster_widgets.review.edits import EditLog
+    from facecluster_widgets.review.session import ClusterSession
     from facecluster_widgets.widgets import ClusterExplorer
 
     collection = faces(n)

@@ -1,6 +1,6 @@
 """Per-stage cost of the feature pipeline on real photos, and the same photos through ``extract()``.
 
-Each stage is called directly, the way ``facecluster_widgets.stages`` calls it, on every face of every
+Each stage is called directly, the way ``facecluster_widgets.pipeline.stages`` calls it, on every face of every
 photo; the models are built and warmed up first (their one-off cost is reported apart), so the timed
 loops hold inference only. Costs are per face (a stage's seconds over all faces found), medians over
 repeats of the same photos, because the 2-core machine is shared and one pass can be slowed by others.
@@ -28,7 +28,7 @@ from facecluster_widgets.embed import Embedder, EmbedInput, get_embedder
 from facecluster_widgets.errors import DatasetError, FaceclusterError
 from facecluster_widgets.io.datasets import load_faces
 from facecluster_widgets.io.images import decode_image
-from facecluster_widgets.pipeline import DEFER_FACES
+from facecluster_widgets.pipeline.batching import DEFER_FACES
 from facecluster_widgets.recon.mesh import MeshReconstructor
 from facecluster_widgets.recon.morphable import LandmarkFitter, load_morphable_model
 from facecluster_widgets.standardize import StandardiseConfig, standardise
@@ -236,7 +236,7 @@ def measure_extract(photos: list[Path], repeats: int) -> dict:
     """``extract()`` on the photos: ``repeats`` runs, each into a new (cold) store, then ``repeats`` reruns
     into the last store (warm: every result is found and skipped). Cold runs build their own models."""
     cold, warm, reports = [], [], []
-    with tempfile.TemporaryDirectory(prefix="fc-bench-") as tmp, _quiet("facecluster_widgets.pipeline"):
+    with tempfile.TemporaryDirectory(prefix="fc-bench-") as tmp, _quiet("facecluster_widgets.pipeline.extract"):
         for r in range(repeats):
             store_dir = Path(tmp) / f"cold{r}"
             t0 = time.perf_counter()

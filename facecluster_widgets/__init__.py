@@ -11,7 +11,7 @@ from .errors import DatasetError, FaceclusterError, ImageReadError, ModelMissing
 from .features import Features
 from .io.datasets import FaceSource, default_data_dir, load_faces
 from .io.images import read_image
-from .pipeline import extract
+from .pipeline.extract import extract
 from .store import Store, open_store
 
 __version__ = "0.1.0"

@@ -106,7 +106,7 @@ def _info_report(source: FaceSource, formats: Counter, modes: Counter, failures:
 
 
 def _extract(args: argparse.Namespace) -> int:
-    from .pipeline import extract
+    from .pipeline.extract import extract
 
     overrides: dict = {"detector": args.detector} if args.detector else {}
     if args.refine:
@@ -131,10 +131,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .config import default_cache_dir
-    from .evaluate import evaluate
+    from .evaluation.evaluate import evaluate
+    from .evaluation.stress import VARIANTS, primary_points5, stress_source
     from .io.datasets import combine_sources
-    from .pipeline import extract
-    from .stress import VARIANTS, primary_points5, stress_source
+    from .pipeline.extract import extract
 
     sources = [load_faces(d) for d in args.data]
     if args.protocol in ("merged", "stress"):

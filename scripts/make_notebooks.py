@@ -28,9 +28,9 @@ SETUP = code(f"""
     import pandas as pd
 
     import facecluster_widgets as fc
-    from facecluster_widgets.collection import FaceCollection
-    from facecluster_widgets.edits import EditLog
-    from facecluster_widgets.session import ClusterSession
+    from facecluster_widgets.review.collection import FaceCollection
+    from facecluster_widgets.review.edits import EditLog
+    from facecluster_widgets.review.session import ClusterSession
 
     store = fc.extract(fc.load_faces(fc.default_data_dir()), store={STORE!r}, progress=False)
     faces = FaceCollection.from_store(store)
@@ -63,7 +63,7 @@ QUICKSTART = [
     new_markdown_cell("A look at the faces, one row per person, from the thumbnails the store keeps."),
     new_code_cell(
         "import matplotlib.pyplot as plt\n"
-        "from facecluster_widgets.pipeline import thumbnail_of\n\n"
+        "from facecluster_widgets.pipeline.extract import thumbnail_of\n\n"
         "table = store.table[store.table.status == 'ok']\n"
         "people = table.groupby('label').head(6)\n"
         "labels = people['label'].unique()\n"
@@ -435,7 +435,7 @@ TUNING = [
     """),
     code("""
         import warnings
-        from facecluster_widgets.evaluate import evaluate
+        from facecluster_widgets.evaluation.evaluate import evaluate
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # λ values where DBSCAN finds only noise say so once each

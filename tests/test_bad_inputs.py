@@ -14,13 +14,7 @@ import re
 
 import numpy as np
 import pytest
-
-import facecluster_widgets as fc
-from facecluster_widgets.cli import main as cli_main
-from facecluster_widgets.cluster.hybrid import HybridClustering
-from facecluster_widgets.io.datasets import display_path
-from facecluster_widgets.io.flags import SMALL_FACE_PX
-from facecluster_widgets.io.messy import (
+from support.messy import (
     LONG_NAME,
     MESSY_FILES,
     NON_UTF8_DAMAGED,
@@ -28,6 +22,12 @@ from facecluster_widgets.io.messy import (
     write_face_cases,
     write_messy_folder,
 )
+
+import facecluster_widgets as fc
+from facecluster_widgets.cli import main as cli_main
+from facecluster_widgets.cluster.hybrid import HybridClustering
+from facecluster_widgets.io.datasets import display_path
+from facecluster_widgets.io.flags import SMALL_FACE_PX
 
 AS_ROOT = os.geteuid() == 0
 

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from support.synthetic import make_identity_features
 
 from facecluster_widgets.cluster.baselines import (
     BASELINES,
@@ -19,7 +20,6 @@ from facecluster_widgets.cluster.baselines import (
 )
 from facecluster_widgets.errors import FeatureInputError
 from facecluster_widgets.metrics import ari
-from facecluster_widgets.synthetic import make_identity_features
 
 
 def make_faces(n_ids: int = 6, per_id: int = 20, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import facecluster_widgets as fc
-from facecluster_widgets.distributed import PLUGIN_NAME
 from facecluster_widgets.errors import FaceclusterError
+from facecluster_widgets.pipeline.dask_runner import PLUGIN_NAME
 
 distributed = pytest.importorskip("distributed")
 
@@ -59,7 +59,7 @@ def test_a_client_that_is_not_dask_is_refused(tmp_path, photos):
 
 def test_malloc_is_tuned_only_where_a_threshold_was_pinned():
     """In a child process: mallopt changes the whole process, and this one is pytest's."""
-    code = ("from facecluster_widgets.distributed import tune_malloc\n"
+    code = ("from facecluster_widgets.pipeline.dask_runner import tune_malloc\n"
             "print(tune_malloc({'MALLOC_TRIM_THRESHOLD_': '65536'}), tune_malloc({}), "
             "tune_malloc({'MALLOC_TRIM_THRESHOLD_': '65536', 'MALLOC_MMAP_THRESHOLD_': '1'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()

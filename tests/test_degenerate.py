@@ -15,12 +15,12 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
+from support.synthetic import make_identity_features
 
 import facecluster_widgets as fc
 from facecluster_widgets.cluster import HybridClustering
 from facecluster_widgets.embed import embedders
 from facecluster_widgets.errors import FaceclusterError, FeatureInputError
-from facecluster_widgets.synthetic import make_identity_features
 
 #: No clustering of <= 120 faces may take longer than this (a hang is a failure, not a stuck CI job).
 BUDGET_S = 20

@@ -6,12 +6,20 @@ import json
 
 import numpy as np
 import pytest
+from support.synthetic import make_identity_features
 
-from facecluster_widgets.collection import FaceCollection
-from facecluster_widgets.edits import Edit, EditError, EditLog, apply_edits, check_name, identify, majority_clusters
-from facecluster_widgets.session import ClusterSession
+from facecluster_widgets.review.collection import FaceCollection
+from facecluster_widgets.review.edits import (
+    Edit,
+    EditError,
+    EditLog,
+    apply_edits,
+    check_name,
+    identify,
+    majority_clusters,
+)
+from facecluster_widgets.review.session import ClusterSession
 from facecluster_widgets.store import open_store
-from facecluster_widgets.synthetic import make_identity_features
 
 IDS = [f"f{i}" for i in range(12)]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from support.synthetic import make_identity_features
 
-from facecluster_widgets.evaluate import COLUMNS, METHODS, evaluate_features
-from facecluster_widgets.synthetic import make_identity_features
+from facecluster_widgets.evaluation.evaluate import COLUMNS, METHODS, evaluate_features
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from facecluster_widgets.export import (
+from facecluster_widgets.review.export import (
     NOISE_FOLDER,
     ExportError,
     assignments,

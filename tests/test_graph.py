@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.base import clone
+from support.synthetic import make_identity_features
 
 import facecluster_widgets as fc
 from facecluster_widgets.cluster import HybridClustering
@@ -15,7 +16,6 @@ from facecluster_widgets.errors import FeatureInputError
 from facecluster_widgets.fusion import FusedMetric
 from facecluster_widgets.io.table import photo_groups as table_photo_groups
 from facecluster_widgets.metrics import ari, silhouette
-from facecluster_widgets.synthetic import make_identity_features
 
 
 def make_faces(n_ids: int, per_id: int, noise2: float = 0.5, seed: int = 0, d3: int = 20):

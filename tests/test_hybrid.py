@@ -17,12 +17,12 @@ from sklearn.utils.estimator_checks import (
     check_parameters_default_constructible,
     check_set_params,
 )
+from support.synthetic import make_identity_features
 
 from facecluster_widgets.cluster import HybridClustering, assign
 from facecluster_widgets.errors import FaceclusterError
 from facecluster_widgets.features import Features
 from facecluster_widgets.metrics import ari
-from facecluster_widgets.synthetic import make_identity_features
 
 
 def make_faces(n_ids: int = 6, per_id: int = 20, d2: int = 128, d3: int = 6, noise2: float = 0.6,

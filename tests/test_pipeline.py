@@ -10,7 +10,7 @@ import pytest
 
 import facecluster_widgets as fc
 from facecluster_widgets.detect import Detection, detectors
-from facecluster_widgets.stages import PipelineConfig, build_stages
+from facecluster_widgets.pipeline.stages import PipelineConfig, build_stages
 
 
 class _TwoFaces:
@@ -161,9 +161,9 @@ def test_faceless_image_passes_every_stage(tmp_path, lfw10):
 
 def test_embedding_network_runs_over_several_photos_at_once(tmp_path, lfw10, monkeypatch):
     """extract() crops each photo's faces as it goes, then runs the network for several photos together
-    (pipeline.DEFER_FACES); the embeddings equal a photo-at-a-time run's (the torch engine is batch-invariant)."""
-    from facecluster_widgets import pipeline
+    (batching.DEFER_FACES); the embeddings equal a photo-at-a-time run's (the torch engine is batch-invariant)."""
     from facecluster_widgets.embed.dlib_backend import DlibEmbedder
+    from facecluster_widgets.pipeline import batching
 
     photos = sorted(lfw10.rglob("*.jpg"))[:7]
     calls: list[int] = []
@@ -175,10 +175,10 @@ def test_embedding_network_runs_over_several_photos_at_once(tmp_path, lfw10, mon
 
     monkeypatch.setattr(DlibEmbedder, "_describe", counting)
     options = {"detector": "mediapipe", "reconstruct_3d": False, "mesh": False, "progress": False}
-    monkeypatch.setattr(pipeline, "DEFER_FACES", 4)
+    monkeypatch.setattr(batching, "DEFER_FACES", 4)
     together = fc.extract(photos, tmp_path / "together", **options)
     batched, calls[:] = list(calls), []
-    monkeypatch.setattr(pipeline, "DEFER_FACES", 1)
+    monkeypatch.setattr(batching, "DEFER_FACES", 1)
     alone = fc.extract(photos, tmp_path / "alone", **options)
     n_faces = int((together.table["status"] == "ok").sum())
     assert sum(batched) == sum(calls) == n_faces >= len(photos)

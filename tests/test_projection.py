@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.neighbors import KNeighborsClassifier
+from support.synthetic import make_identity_features
 
 from facecluster_widgets.errors import FaceclusterError
 from facecluster_widgets.fusion import FusedMetric
-from facecluster_widgets.projection import ProjectionCache, default_method, fingerprint, fused_points, project
-from facecluster_widgets.synthetic import make_identity_features
+from facecluster_widgets.review.projection import ProjectionCache, default_method, fingerprint, fused_points, project
 
 
 @pytest.fixture(scope="module")

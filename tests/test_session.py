@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from support.synthetic import make_identity_features
 
-from facecluster_widgets.collection import FaceCollection
-from facecluster_widgets.edits import EditError, EditLog
 from facecluster_widgets.metrics import ari
-from facecluster_widgets.session import DEFAULT_PARAMS, ClusterSession
-from facecluster_widgets.synthetic import make_identity_features
+from facecluster_widgets.review.collection import FaceCollection
+from facecluster_widgets.review.edits import EditError, EditLog
+from facecluster_widgets.review.session import DEFAULT_PARAMS, ClusterSession
 
 
 @pytest.fixture()
@@ -131,7 +131,7 @@ def test_silhouette_on_the_sparse_path_matches_the_dense_one():
     sampled one, which is exact when the faces fit in the sample."""
     from facecluster_widgets.cluster import HybridClustering
     from facecluster_widgets.metrics import silhouette
-    from facecluster_widgets.session import model_silhouette
+    from facecluster_widgets.review.session import model_silhouette
 
     X, _ = make_identity_features(6, 20, 128, {"shape": 6}, 0.6, 0.3, 0)
     dense = HybridClustering(lam=0.65, n_clusters=6, algorithm="dense").fit(X)

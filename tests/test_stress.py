@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import facecluster_widgets as fc
+from facecluster_widgets.evaluation.stress import VARIANTS, primary_points5, stress_source
 from facecluster_widgets.io.images import read_image
-from facecluster_widgets.stress import VARIANTS, primary_points5, stress_source
 
 
 @pytest.fixture(scope="module")

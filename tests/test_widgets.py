@@ -12,12 +12,12 @@ import time
 import numpy as np
 import pytest
 from plotly.callbacks import Points
+from support.synthetic import make_identity_features
 
 import facecluster_widgets as fc
-from facecluster_widgets.collection import FaceCollection
-from facecluster_widgets.edits import EditLog
-from facecluster_widgets.session import ClusterSession
-from facecluster_widgets.synthetic import make_identity_features
+from facecluster_widgets.review.collection import FaceCollection
+from facecluster_widgets.review.edits import EditLog
+from facecluster_widgets.review.session import ClusterSession
 from facecluster_widgets.widgets import ClusterExplorer, MeshViewer, ParameterSweep, PipelineStepper
 
 HOSTILE = "<img src=x onerror=alert(1)>.jpg"

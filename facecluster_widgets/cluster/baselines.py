@@ -22,7 +22,8 @@ from sklearn.metrics.cluster import contingency_matrix
 from ..errors import FeatureInputError
 from ..features import Features
 from ..fusion import BLOCK_2D, FusedMetric, as_blocks, split_names, unit_rows, valid_rows
-from .hybrid import DEFAULT_LAM, DEFAULT_N_INIT, fused_kmeans
+from .hybrid import DEFAULT_LAM
+from .kmeans import DEFAULT_N_INIT, fused_kmeans
 
 #: Mean L2 norm of dlib's raw 128-D descriptors (measured: 1.29-1.51, mean 1.40, on the 100 lfw10 faces); the
 #: "2d" block stores them unit-normalised, so dlib's published thresholds on raw descriptors are divided by it.

@@ -59,7 +59,7 @@ from sklearn.utils import check_random_state
 from ..errors import FeatureInputError, MetricInputError
 from ..fusion import FusedMetric
 from ..metrics import silhouette_from_sums
-from . import hybrid
+from . import kmeans
 
 log = logging.getLogger(__name__)
 
@@ -492,7 +492,7 @@ class GraphKMeans:
         first = int(rng.randint(self.rows.shape[0]))
         return GraphSeeder(self.graph, self.exact_rows[first], first, rng, k_hint)
 
-    def fit(self, k: int, n_init: int, rng: np.random.RandomState) -> hybrid.KMeansResult:
+    def fit(self, k: int, n_init: int, rng: np.random.RandomState) -> kmeans.KMeansResult:
         """The restart with the least inertia among ``n_init`` seedings."""
         best = None
         for _ in range(n_init):
@@ -501,7 +501,7 @@ class GraphKMeans:
                 best = result
         return best
 
-    def lloyd(self, seeds: np.ndarray) -> hybrid.KMeansResult:
+    def lloyd(self, seeds: np.ndarray) -> kmeans.KMeansResult:
         """Lloyd's iterations from ``seeds`` (faces), candidates restricted as the module docstring says."""
         k, m = seeds.shape[0], self.metric
         centroids = {"2d": m.points_2d[self.rows[seeds]].copy(), "3d": m.points_3d[self.rows[seeds]].copy()}
@@ -518,7 +518,7 @@ class GraphKMeans:
             labels, inertia = new, new_inertia
             if converged:
                 break
-        return hybrid.KMeansResult(labels=labels, centroids=centroids, inertia=inertia, n_iter=n_iter)
+        return kmeans.KMeansResult(labels=labels, centroids=centroids, inertia=inertia, n_iter=n_iter)
 
     def _initial(self, seeds: np.ndarray, centroids: dict[str, np.ndarray]) -> np.ndarray:
         """Each face's graph-nearest seed (multi-source Dijkstra). A graph component holding no seed (with fewer
@@ -613,7 +613,7 @@ class GraphKMeans:
             if np.unique(chosen).shape[0] == chosen.shape[0] and (chosen >= 0).all():
                 continue
             dist = self.metric.to_centroids(self.lam, centroids, self.rows[members])
-            labels[members] = hybrid.assign(dist, [np.arange(members.shape[0])])
+            labels[members] = kmeans.assign(dist, [np.arange(members.shape[0])])
             if own is not None:
                 ok = labels[members] >= 0
                 own[members] = np.where(ok, dist[np.arange(members.shape[0]), np.maximum(labels[members], 0)],
@@ -628,10 +628,10 @@ class Stage2:
     K-Means run per candidate k of the sweep; None: ``run(k, 1)``). ``regimes`` collects which K-Means ran
     ("exact" / "graph"; empty on the dense path)."""
 
-    run: Callable[[int, int], hybrid.KMeansResult]
+    run: Callable[[int, int], kmeans.KMeansResult]
     score: Callable[[np.ndarray], float]
     max_runs: int | None
-    sweep_run: Callable[[int], hybrid.KMeansResult] | None = None
+    sweep_run: Callable[[int], kmeans.KMeansResult] | None = None
     regimes: set[str] = field(default_factory=set)
 
 
@@ -640,7 +640,7 @@ def sparse_stage2(metric: FusedMetric, lam: float, core: np.ndarray, fused: csr_
     """Stage 2 for the faces ``core`` (positions among the graph's faces): the exact regime up to
     :data:`EXACT_KMEANS_FACES` faces, the graph regime above (module docstring)."""
     rows = FusedRows(metric, lam, core)
-    k_top = max(2, core.shape[0] // hybrid.AUTO_K_MAX_SHARE)  # the largest k auto-k may score
+    k_top = max(2, core.shape[0] // kmeans.AUTO_K_MAX_SHARE)  # the largest k auto-k may score
     cache: dict[str, object] = {}
 
     def exact(k: int) -> bool:
@@ -653,13 +653,13 @@ def sparse_stage2(metric: FusedMetric, lam: float, core: np.ndarray, fused: csr_
             cache["engine"] = GraphKMeans(metric, lam, core, fused[core][:, core], groups, max_iter, tol, rows)
         return cache["engine"]
 
-    def run(k: int, n_init: int) -> hybrid.KMeansResult:
+    def run(k: int, n_init: int) -> kmeans.KMeansResult:
         if exact(k):
-            return hybrid.fused_kmeans(metric, lam, core, rows, k, groups=groups, n_init=n_init, max_iter=max_iter,
+            return kmeans.fused_kmeans(metric, lam, core, rows, k, groups=groups, n_init=n_init, max_iter=max_iter,
                                        tol=tol, rng=rng)
         return engine().fit(k, n_init, rng)
 
-    def sweep_run(k: int) -> hybrid.KMeansResult:
+    def sweep_run(k: int) -> kmeans.KMeansResult:
         if exact(k):
             return run(k, 1)
         if "seeder" not in cache:
@@ -686,5 +686,5 @@ def assign_noise(metric: FusedMetric, lam: float, centroids: dict[str, np.ndarra
         dist = metric.to_centroids(lam, centroids, noise_pos[grouped])
         where = np.empty(noise_pos.shape[0], dtype=np.int64)
         where[grouped] = np.arange(grouped.shape[0])
-        labels[grouped] = hybrid.assign(dist, [where[g] for g in noise_groups], forbidden_for(grouped))
+        labels[grouped] = kmeans.assign(dist, [where[g] for g in noise_groups], forbidden_for(grouped))
     return labels

@@ -18,16 +18,13 @@ clusters cannot be satisfied: its surplus faces (the ones the assignment leaves 
 from __future__ import annotations
 
 import logging
-import math
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
 from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.cluster import DBSCAN
 from sklearn.utils import check_random_state
@@ -39,6 +36,7 @@ from ..features import Features
 from ..fusion import BLOCK_2D, FUSIONS, FusedMetric, as_blocks, split_names, valid_rows
 from ..metrics import silhouette
 from . import graph
+from .kmeans import AUTO_K_MAX_SHARE, DEFAULT_N_INIT, KMeansResult, assign, fused_kmeans, group_index
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +52,6 @@ DEFAULT_LAM = 0.9
 DEFAULT_EPS = 0.6
 #: DBSCAN density: 3 faces, the minimum a photo manager (Immich: ``minFaces = 3``) needs to call a group a person.
 DEFAULT_MIN_SAMPLES = 3
-#: K-Means restarts; the run with the lowest inertia is kept. 4 keeps a slider refit of 1,000 faces interactive.
-DEFAULT_N_INIT = 4
-#: k="auto" scores k = max(2, largest photo's faces) .. (faces DBSCAN kept) / this by silhouette: at most one
-#: cluster per two faces. DBSCAN's own cluster count is NOT used to centre the range: measured at one eps it was
-#: 10/34/12/42 on lfw10/orl/yale/cfp100 whose true counts are 10/40/15/100, while the silhouette peak sat at the
-#: true k on all four (benchmarks/auto_k.py).
-AUTO_K_MAX_SHARE = 2
 #: First a geometric grid of this many k over the range (identity counts span orders of magnitude) ...
 AUTO_K_GRID = 12
 #: ... then grids of at most this many k between the best k's scored neighbours, until they are adjacent.
@@ -72,124 +63,8 @@ AUTO_K_WARM_SPAN = 2
 SINGLE_CLUSTER_SILHOUETTE = 0.25
 #: The dense path keeps three n×n float32 matrices and builds each from a float64 one: 15,000 faces need ~4.5 GB.
 MAX_DENSE_FACES = 15_000
-#: Cost standing for "forbidden" in the assignment problem (finite: scipy rejects infeasible inf matrices).
-_FORBIDDEN = 1e12
 #: Parameters whose change invalidates the cached per-block matrices.
 _CACHE_PARAMS = ("fusion", "block_2d", "blocks_3d", "algorithm")
-
-
-@dataclass(frozen=True)
-class KMeansResult:
-    """One stage-2 run: labels of the partitioned faces (−1 = unassignable under cannot-link), per-block centroids."""
-
-    labels: np.ndarray
-    centroids: dict[str, np.ndarray]
-    inertia: float
-    n_iter: int
-
-
-def group_index(groups: np.ndarray | None) -> list[np.ndarray]:
-    """Index arrays of the groups (photos) holding two or more of these faces; singletons need no constraint."""
-    if groups is None or groups.shape[0] == 0:
-        return []
-    codes = np.unique(groups, return_inverse=True)[1]
-    order = np.argsort(codes, kind="stable")
-    bounds = np.flatnonzero(np.diff(codes[order])) + 1
-    return [members for members in np.split(order, bounds) if members.shape[0] > 1]
-
-
-def assign(dist: np.ndarray, groups: Sequence[np.ndarray] = (), forbidden: np.ndarray | None = None) -> np.ndarray:
-    """Nearest cluster per face under cannot-link: faces of one group go to distinct, allowed clusters.
-
-    ``dist`` (m, k); ``groups`` index arrays into its rows; ``forbidden`` (m, k) True where a face may not go.
-    Faces left without a cluster (group larger than k, or every cluster forbidden) get −1.
-    """
-    cost = dist if forbidden is None else np.where(forbidden, _FORBIDDEN, dist)
-    labels = np.argmin(cost, axis=1)
-    if forbidden is not None:
-        labels[forbidden[np.arange(labels.shape[0]), labels]] = -1
-    for members in groups:
-        chosen = labels[members]
-        if np.unique(chosen).shape[0] == chosen.shape[0] and (chosen >= 0).all():
-            continue
-        sub = cost[members]
-        rows, cols = linear_sum_assignment(sub)
-        out = np.full(members.shape[0], -1)
-        ok = sub[rows, cols] < _FORBIDDEN
-        out[rows[ok]] = cols[ok]
-        labels[members] = out
-    return labels
-
-
-def kmeans_plusplus(D: np.ndarray, k: int, rng: np.random.RandomState) -> np.ndarray:
-    """Indices of ``k`` seeds by greedy D² sampling on a precomputed distance matrix."""
-    n = D.shape[0]
-    trials = 2 + int(math.log(k))
-    seeds = [int(rng.randint(n))]
-    closest = D[seeds[0]] ** 2
-    for _ in range(1, k):
-        total = float(closest.sum())
-        if total > 0:
-            candidates = np.searchsorted(np.cumsum(closest), rng.random_sample(trials) * total)
-            candidates = np.minimum(candidates, n - 1)
-        else:  # every face coincides with a seed: any face is as good as another
-            candidates = rng.randint(n, size=trials)
-        potentials = np.minimum(closest, D[candidates] ** 2)
-        best = int(np.argmin(potentials.sum(axis=1)))
-        seeds.append(int(candidates[best]))
-        closest = potentials[best]
-    return np.asarray(seeds)
-
-
-def fused_kmeans(metric: FusedMetric, lam: float, rows: np.ndarray, D: np.ndarray, k: int, *,
-                 groups: Sequence[np.ndarray] = (), n_init: int = DEFAULT_N_INIT, max_iter: int = 100,
-                 tol: float = 1e-6, rng: np.random.RandomState | None = None) -> KMeansResult:
-    """Stage 2 on the faces ``rows`` of ``metric`` (``D``: their fused matrix); the restart with least inertia."""
-    rng = check_random_state(rng)
-    best: KMeansResult | None = None
-    for _ in range(n_init):
-        result = _lloyd(metric, lam, rows, kmeans_plusplus(D, k, rng), groups, max_iter, tol)
-        if best is None or result.inertia < best.inertia:
-            best = result
-    return best
-
-
-def _lloyd(metric: FusedMetric, lam: float, rows: np.ndarray, seeds: np.ndarray, groups: Sequence[np.ndarray],
-           max_iter: int, tol: float) -> KMeansResult:
-    k = seeds.shape[0]
-    centroids = {"2d": metric.points_2d[rows[seeds]].copy(), "3d": metric.points_3d[rows[seeds]].copy()}
-    labels = None
-    inertia = np.inf
-    n_iter = 0
-    for n_iter in range(1, max_iter + 1):  # noqa: B007 - n_iter is reported
-        dist = metric.to_centroids(lam, centroids, rows)
-        new = assign(dist, groups)
-        new_inertia = float(dist[new >= 0, new[new >= 0]].sum())
-        converged = (labels is not None and np.array_equal(new, labels)) or (
-            abs(inertia - new_inertia) <= tol * max(new_inertia, 1e-300))
-        labels, inertia = new, new_inertia
-        if converged:
-            break
-        centroids = _update(metric, rows, labels, k, dist)
-    else:  # out of iterations after an update: labels must match the final centroids
-        dist = metric.to_centroids(lam, centroids, rows)
-        labels = assign(dist, groups)
-        inertia = float(dist[labels >= 0, labels[labels >= 0]].sum())
-    return KMeansResult(labels=labels, centroids=centroids, inertia=inertia, n_iter=n_iter)
-
-
-def _update(metric: FusedMetric, rows: np.ndarray, labels: np.ndarray, k: int,
-            dist: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-block centroids; an emptied cluster moves to the face farthest from its own centroid (as sklearn does)."""
-    centroids = metric.centroids(labels, k, rows)
-    empty = np.flatnonzero(np.bincount(labels[labels >= 0], minlength=k) == 0)
-    if empty.size:
-        own = np.where(labels >= 0, dist[np.arange(labels.shape[0]), np.maximum(labels, 0)], -np.inf)
-        far = np.argsort(-own, kind="stable")[:empty.size]
-        far = np.resize(far, empty.size)
-        centroids["2d"][empty] = metric.points_2d[rows[far]]
-        centroids["3d"][empty] = metric.points_3d[rows[far]]
-    return centroids
 
 
 class HybridClustering(ClusterMixin, BaseEstimator):

@@ -61,7 +61,7 @@ def json_gaps(values: np.ndarray) -> list:
 
 def lam_curve(frame: pd.DataFrame, scores: Sequence[str] = ("ari", "silhouette"), *, marker: float | None = None,
               height: int = 320) -> go.Figure:
-    """Scores along λ (the ``lam_sweep`` table of :func:`facecluster_widgets.evaluate.evaluate`)."""
+    """Scores along λ (the ``lam_sweep`` table of :func:`facecluster_widgets.evaluation.evaluate.evaluate`)."""
     fig = go.Figure()
     lam = frame["lam"].to_numpy(np.float32)
     for score in scores:

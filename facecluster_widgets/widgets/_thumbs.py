@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..collection import FaceCollection
 from ..detect import Detection
+from ..review.collection import FaceCollection
 
 #: Gallery thumbnails, in pixels (a 112-px crop shrunk; JPEG keeps 300 of them under 1 MB).
 GALLERY_SIZE = 64

@@ -1,7 +1,7 @@
 """``ClusterExplorer``: one widget to cluster a collection of faces, see why faces group together, correct the
 result and take it out.
 
-A thin view over :class:`~facecluster_widgets.session.ClusterSession` (all computation lives there and is tested
+A thin view over :class:`~facecluster_widgets.review.session.ClusterSession` (all computation lives there and is tested
 without a browser). Slider moves are debounced and clustered on a worker thread, so the notebook stays usable
 during a long run; each run carries a generation number and a result that is no longer the newest is dropped
 (the "stale result" guard). Errors land in an ``ipywidgets.Output`` inside the widget and the previous result
@@ -24,14 +24,14 @@ import numpy as np
 import pandas as pd
 import traitlets
 
-from ..collection import FaceCollection
 from ..errors import FaceclusterError
-from ..export import assignments, export_folders, export_table
 from ..features import Features
 from ..io.datasets import FaceSource
-from ..projection import METHODS as PROJECTIONS
-from ..projection import default_method
-from ..session import ClusterSession, ClusterView
+from ..review.collection import FaceCollection
+from ..review.export import assignments, export_folders, export_table
+from ..review.projection import METHODS as PROJECTIONS
+from ..review.projection import default_method
+from ..review.session import ClusterSession, ClusterView
 from ..standardize import StandardiseConfig, standardise
 from ..store import Store, open_store
 from ..viz.scatter import COLOR_BY, hover_texts, projection_figure, select_points, update_projection
@@ -68,7 +68,7 @@ def as_collection(store_or_faces: object, features: Features | dict | None = Non
     if isinstance(store_or_faces, str | os.PathLike) and (Path(store_or_faces) / "STORE.json").is_file():
         return FaceCollection.from_store(open_store(store_or_faces, create=False))
     if isinstance(store_or_faces, str | os.PathLike | FaceSource | list | tuple):
-        from ..pipeline import extract
+        from ..pipeline.extract import extract
 
         return FaceCollection.from_store(extract(store_or_faces))
     raise FaceclusterError(f"ClusterExplorer cannot read faces from a {type(store_or_faces).__name__}")

@@ -11,10 +11,10 @@ import logging
 
 import ipywidgets as w
 
-from ..collection import FaceCollection
 from ..descriptors import DescriptorExtractor
 from ..errors import FaceclusterError
 from ..recon.morphable import load_morphable_model
+from ..review.collection import FaceCollection
 from ..viz.mesh import CURVATURE_RANGE, Surface, identity_surface, mediapipe_surface, mesh_plot, update_mesh_plot
 from ._thumbs import esc
 

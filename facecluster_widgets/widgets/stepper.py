@@ -12,10 +12,10 @@ import ipywidgets as w
 import numpy as np
 import plotly.graph_objects as go
 
-from ..collection import FaceCollection
 from ..descriptors import GEODESIC_PAIRS
 from ..errors import FaceclusterError
-from ..session import ClusterSession
+from ..review.collection import FaceCollection
+from ..review.session import ClusterSession
 from ..standardize import StandardiseConfig, standardise, template_points
 from ..viz.charts import curvature_histograms
 from ._thumbs import crop_around, draw_landmarks, encode, esc

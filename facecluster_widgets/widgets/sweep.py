@@ -13,8 +13,8 @@ import ipywidgets as w
 import numpy as np
 import pandas as pd
 
-from ..collection import FaceCollection
-from ..session import ClusterSession
+from ..review.collection import FaceCollection
+from ..review.session import ClusterSession
 from ..viz.charts import SCORE_TITLES, json_gaps, sweep_heatmap
 from ._thumbs import esc
 

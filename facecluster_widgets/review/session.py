@@ -6,7 +6,7 @@ A :class:`ClusterSession` owns one :class:`~facecluster_widgets.cluster.HybridCl
 so a slider move costs the weighted sum, DBSCAN and K-Means++ only. Each update yields a :class:`ClusterView`:
 the estimator's labels renamed to match the previous view's cluster ids as far as possible (so colours stay put
 and only the faces that really moved change colour), then the person's corrections replayed on them
-(:mod:`facecluster_widgets.edits`). Corrections are saved in the store as they are made.
+(:mod:`facecluster_widgets.review.edits`). Corrections are saved in the store as they are made.
 
 Methods may be called from a worker thread (the explorer computes off the UI thread): one lock serialises
 everything that touches the estimator or the edit log.
@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .cluster import HybridClustering, align_labels
-from .cluster.graph import FusedRows, SampledSilhouette
-from .cluster.hybrid import DEFAULT_EPS, DEFAULT_LAM, DEFAULT_MIN_SAMPLES
+from ..cluster import HybridClustering, align_labels
+from ..cluster.graph import FusedRows, SampledSilhouette
+from ..cluster.hybrid import DEFAULT_EPS, DEFAULT_LAM, DEFAULT_MIN_SAMPLES
+from ..errors import MetricInputError, StoreError
+from ..metrics import ari, nmi, purity, silhouette
 from .collection import FaceCollection
 from .edits import Edit, EditError, EditLog
-from .errors import MetricInputError, StoreError
-from .metrics import ari, nmi, purity, silhouette
 from .projection import ProjectionCache, default_method, fused_points, project
 
 log = logging.getLogger(__name__)
@@ -327,7 +327,7 @@ class ClusterSession:
 
     def projection(self, method: str | None = None, lam: float | None = None) -> np.ndarray:
         """``(n, 2)`` float32 map of the faces (NaN for faces without complete features); cached per parameters.
-        ``method`` defaults to :func:`~facecluster_widgets.projection.default_method`; ``lam`` to the current λ."""
+        ``method`` defaults to :func:`~.projection.default_method`; ``lam`` to the current λ."""
         with self._lock:
             self.view  # noqa: B018
             method = method or default_method(len(self.faces))

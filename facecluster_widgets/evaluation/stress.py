@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import FaceclusterError
-from .io.datasets import FaceSource
-from .io.images import read_image
-from .standardize import gamma
-from .store import Store, atomic_write
+from ..errors import FaceclusterError
+from ..io.datasets import FaceSource
+from ..io.images import read_image
+from ..standardize import gamma
+from ..store import Store, atomic_write
 
 VARIANTS = ("occlusion", "lowres", "lighting")
 #: Share of photos corrupted in each variant.

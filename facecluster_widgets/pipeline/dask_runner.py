@@ -2,7 +2,7 @@
 
 Why this shape: every stage result is a per-image entry of the content-addressed store, written atomically and
 identical whoever computes it. So the workers only *fill the store*: each task runs the pipeline's own stage loop
-(``pipeline._run_stages``) over a batch of images and writes the entries; the
+(:func:`~.batching.run_stages`) over a batch of images and writes the entries; the
 driver then runs the ordinary serial ``extract`` pass, which finds every result in the store and only gathers
 them into the faces table and arrays. The features are the serial run's by construction (same code, same store
 keys), and a batch that fails on a worker is simply computed by the driver.
@@ -34,10 +34,11 @@ from pathlib import Path
 
 from distributed import Client, WorkerPlugin, get_worker
 
-from .errors import FaceclusterError, ImageReadError
-from .io.images import file_hash
+from ..errors import FaceclusterError, ImageReadError
+from ..io.images import file_hash
+from ..store import open_store
+from .batching import Deferred, run_stages
 from .stages import ImageWork, PipelineConfig, StageRunner, StageTimer, build_stages
-from .store import open_store
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +103,6 @@ def _plugin() -> StagesPlugin:
 
 def compute_batch(paths: Sequence[str], store_root: str, config: PipelineConfig) -> dict:
     """(On a worker) every stage of every image in ``paths`` into the store at ``store_root``; the step timer."""
-    from .pipeline import Deferred, _run_stages
-
     runners = _plugin().runners(config)
     store = open_store(store_root, create=False)
     timer = StageTimer()
@@ -115,7 +114,7 @@ def compute_batch(paths: Sequence[str], store_root: str, config: PipelineConfig)
         except ImageReadError:
             continue  # the driver records the reason
         timer.add("hash", time.perf_counter() - t0)
-        _run_stages(store, runners, ImageWork(Path(path), image_id, config.max_pixels, timer), timer, deferred)
+        run_stages(store, runners, ImageWork(Path(path), image_id, config.max_pixels, timer), timer, deferred)
     deferred.flush()
     return timer.to_dict()
 

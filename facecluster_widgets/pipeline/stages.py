@@ -18,18 +18,18 @@ from typing import Any
 
 import numpy as np
 
-from .config import MAX_IMAGE_PIXELS, THUMBNAIL_SIZE
-from .descriptors import BLOCKS as DESCRIPTOR_BLOCKS
-from .descriptors import DescriptorExtractor
-from .detect import Detection, get_detector
-from .embed import DEFAULT_EMBEDDER, EmbedInput, get_embedder
-from .errors import FaceclusterError
-from .identity import load_identity_projection, packaged_path
-from .io.images import decode_image, thumbnail
-from .recon.mesh import MeshReconstructor
-from .recon.morphable import FitSettings, LandmarkFitter, MorphableFit, default_model_path, load_morphable_model
-from .standardize import StandardiseConfig, crop_box, standardise
-from .store import Result, Stage, file_identity
+from ..config import MAX_IMAGE_PIXELS, THUMBNAIL_SIZE
+from ..descriptors import BLOCKS as DESCRIPTOR_BLOCKS
+from ..descriptors import DescriptorExtractor
+from ..detect import Detection, get_detector
+from ..embed import DEFAULT_EMBEDDER, EmbedInput, get_embedder
+from ..errors import FaceclusterError
+from ..identity import load_identity_projection, packaged_path
+from ..io.images import decode_image, thumbnail
+from ..recon.mesh import MeshReconstructor
+from ..recon.morphable import FitSettings, LandmarkFitter, MorphableFit, default_model_path, load_morphable_model
+from ..standardize import StandardiseConfig, crop_box, standardise
+from ..store import Result, Stage, file_identity
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ def _refiner(model: object, settings: object) -> object:
     """The optional photometric refiner; torch is imported only when refinement is asked for."""
     if settings is None:
         return None
-    from .recon.refine import PhotometricRefiner, RefineSettings
+    from ..recon.refine import PhotometricRefiner, RefineSettings
 
     if not isinstance(settings, RefineSettings):
         raise FaceclusterError(f"refine must be None or a RefineSettings, got {type(settings).__name__}")

@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .detect import Detection
-from .errors import FaceclusterError, StoreError
-from .features import Features
-from .io.images import read_image, thumbnail
-from .io.table import photo_groups
-from .stages import detections_from
-from .store import Store, open_store
+from ..detect import Detection
+from ..errors import FaceclusterError, StoreError
+from ..features import Features
+from ..io.images import read_image, thumbnail
+from ..io.table import photo_groups
+from ..pipeline.stages import detections_from
+from ..store import Store, open_store
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import FaceclusterError
-from .store import atomic_write
+from ..errors import FaceclusterError
+from ..store import atomic_write
 
 log = logging.getLogger(__name__)
 

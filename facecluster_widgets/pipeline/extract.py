@@ -13,27 +13,25 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Sequence, Sized
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .config import default_cache_dir
-from .errors import ImageReadError
-from .io.datasets import FaceSource, display_path, load_faces
-from .io.flags import flag_faces
-from .io.images import file_hash
-from .io.table import FACE_COLUMNS, IMAGE_COLUMNS, face_id, make_frame
+from ..config import default_cache_dir
+from ..errors import ImageReadError
+from ..io.datasets import FaceSource, display_path, load_faces
+from ..io.flags import flag_faces
+from ..io.images import file_hash
+from ..io.table import FACE_COLUMNS, IMAGE_COLUMNS, face_id, make_frame
+from ..store import Result, Store, open_store
+from .batching import Deferred, run_stages
 from .stages import DEFAULT_DETECTOR, ImageWork, PipelineConfig, StageRunner, StageTimer, build_stages
-from .store import Result, Store, open_store
 
 log = logging.getLogger(__name__)
 
-#: Faces whose embedding waits for others before the network runs (one batch of the default embedder). Measured
-#: (benchmarks/embed_batch.py): the torch engine takes 17 ms/face one face at a time, 8.6 ms/face in batches of 8-32.
-DEFER_FACES = 32
 
 __all__ = ["DEFAULT_DETECTOR", "PipelineConfig", "extract", "thumbnail_of"]
 
@@ -47,8 +45,8 @@ def extract(faces: str | os.PathLike | Sequence | FaceSource, store: str | os.Pa
     images without a face keep a row with the reason; the run goes on.
 
     ``client``: a ``dask.distributed.Client``; the stages then run on its workers, batches of images per task,
-    writing into the same store (:mod:`facecluster_widgets.distributed`; the store and the photos must be at the
-    same paths on every worker), and this process only gathers the results.
+    writing into the same store (:mod:`.dask_runner`; the store and the photos must be at the same paths on every
+    worker), and this process only gathers the results.
     """
     config = _with_overrides(config or PipelineConfig(), overrides)
     source = load_faces(faces)
@@ -62,7 +60,7 @@ def extract(faces: str | os.PathLike | Sequence | FaceSource, store: str | os.Pa
     started = time.perf_counter()
     distributed = None
     if client is not None:
-        from .distributed import distribute
+        from .dask_runner import distribute
 
         distributed = distribute(client, source.paths, st.root, config)
     with ExitStack() as resources:
@@ -83,7 +81,7 @@ def extract(faces: str | os.PathLike | Sequence | FaceSource, store: str | os.Pa
             timer.add("hash", time.perf_counter() - t0)
             copy = copies[image_id] = copies.get(image_id, -1) + 1
             work = ImageWork(Path(path), image_id, config.max_pixels, timer)
-            error = _run_stages(st, runners, work, timer, deferred)
+            error = run_stages(st, runners, work, timer, deferred)
             if error is not None:
                 image_rows.append({**base, "image_id": image_id, "status": "unreadable", "reason": error})
                 face_rows.append(_failure_row(base, image_id, "unreadable", error, copy))
@@ -156,77 +154,6 @@ def primary_face(detections: Sequence, info: dict) -> int:
     order = sorted(range(len(detections)), key=lambda i: (central(detections[i]),
                                                           detections[i].width * detections[i].height))
     return order[-1]
-
-
-class Deferred:
-    """Stage work waiting to be finished for several images at once (:attr:`StageRunner.finish`): the
-    embedding network runs over the faces of many photos together, while each photo's pixels are released
-    as soon as its crops are made. Once :data:`DEFER_FACES` faces wait they are finished and stored; the caller
-    flushes the rest at the end."""
-
-    def __init__(self, st: Store, timer: StageTimer, max_faces: int | None = None) -> None:
-        self.st, self.timer = st, timer
-        self.max_faces = DEFER_FACES if max_faces is None else max_faces
-        self.waiting: list[tuple[StageRunner, ImageWork, Sized]] = []
-        self.faces = 0
-
-    def add(self, runner: StageRunner, work: ImageWork, prepared: Sized) -> None:
-        """Queue one image's prepared part (one item per face); finish the queue when it holds enough faces."""
-        self.waiting.append((runner, work, prepared))
-        self.faces += len(prepared)
-        if self.faces >= self.max_faces:
-            self.flush()
-
-    def flush(self) -> None:
-        """Finish every waiting item, store each image's result and hand it to its work."""
-        runners = {id(runner): runner for runner, _, _ in self.waiting}
-        for key, runner in runners.items():
-            items = [(work, prepared) for r, work, prepared in self.waiting if id(r) == key]
-            t0 = time.perf_counter()
-            outputs = runner.finish([prepared for _, prepared in items])
-            self.timer.add(runner.stage.name, time.perf_counter() - t0, n=0)
-            for (work, _), (arrays, meta) in zip(items, outputs, strict=True):
-                t0 = time.perf_counter()
-                self.st.put(runner.stage, work.image_id, arrays, meta)
-                self.timer.add("store", time.perf_counter() - t0)
-                work.results[runner.stage.name] = Result(arrays={k: np.asarray(v) for k, v in arrays.items()},
-                                                         meta=meta)
-        self.waiting, self.faces = [], 0
-
-
-def _run_stages(st: Store, runners: list[StageRunner], work: ImageWork, timer: StageTimer,
-                deferred: Deferred | None = None) -> str | None:
-    """Load or compute each stage for one image; returns the reason when the image cannot be read.
-
-    With ``deferred``, a stage that can finish later (``runner.prepare``) only prepares here: its result reaches
-    ``work.results`` and the store when ``deferred`` is flushed.
-    """
-    for runner in runners:
-        stage = runner.stage
-        result = st.get(stage, work.image_id)
-        if result is None:
-            t0 = time.perf_counter()
-            try:
-                if deferred is not None and runner.prepare is not None:
-                    deferred.add(runner, work, runner.prepare(work))
-                    timer.add(stage.name, time.perf_counter() - t0)
-                    continue
-                arrays, meta = runner.compute(work)
-            except ImageReadError as exc:
-                # Remembered under the first stage's key: the same bytes will fail the same way next time.
-                st.put(runners[0].stage, work.image_id, meta={"error": exc.reason})
-                return exc.reason
-            timer.add(stage.name, time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            st.put(stage, work.image_id, arrays, meta)
-            timer.add("store", time.perf_counter() - t0)
-            result = Result(arrays={k: np.asarray(v) for k, v in arrays.items()}, meta=meta)
-        else:
-            timer.add("cached", 0.0)
-        if "error" in result.meta:
-            return result.meta["error"]
-        work.results[stage.name] = result
-    return None
 
 
 def _gather(st: Store, runners: list[StageRunner], table, face_results: list) -> list[str]:

@@ -24,8 +24,8 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 
-from .errors import FaceclusterError, OptionalDependencyError
-from .fusion import FusedMetric
+from ..errors import FaceclusterError, OptionalDependencyError
+from ..fusion import FusedMetric
 
 log = logging.getLogger(__name__)
 

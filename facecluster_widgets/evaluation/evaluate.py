@@ -20,15 +20,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .cluster import HybridClustering, run_baseline
-from .cluster.hybrid import DEFAULT_LAM, fused_kmeans
-from .errors import FaceclusterError, MetricInputError
-from .features import Features
-from .fusion import BLOCK_2D, FusedMetric, as_blocks, valid_rows
-from .io.table import photo_groups
-from .metrics import evaluate as score
-from .metrics import silhouette
-from .store import Store
+from ..cluster import HybridClustering, run_baseline
+from ..cluster.hybrid import DEFAULT_LAM
+from ..cluster.kmeans import fused_kmeans
+from ..errors import FaceclusterError, MetricInputError
+from ..features import Features
+from ..fusion import BLOCK_2D, FusedMetric, as_blocks, valid_rows
+from ..io.table import photo_groups
+from ..metrics import evaluate as score
+from ..metrics import silhouette
+from ..store import Store
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import FaceclusterError, StoreError
-from .store import Store
+from ..errors import FaceclusterError, StoreError
+from ..store import Store
 
 #: The store entry holding the log (``<store>/edits.json``).
 STORE_KEY = "edits"
