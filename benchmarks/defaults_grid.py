@@ -24,7 +24,7 @@ import pandas as pd
 from facecluster_widgets import open_store
 from facecluster_widgets.cluster import HybridClustering
 from facecluster_widgets.io.table import photo_groups
-from facecluster_widgets.metrics import evaluate as score
+from facecluster_widgets.metrics import scores as score
 
 GRID = {"eps": (0.4, 0.5, 0.6), "lam": (0.65, 0.8, 0.9), "min_samples": (2, 3), "blocks_3d": ("identity", "all")}
 RESULTS = Path(__file__).parent / "results"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 
 class FaceclusterError(Exception):
     """Base class: catch this to handle any error the toolkit raises on purpose."""
@@ -38,6 +41,23 @@ class ModelFileError(FaceclusterError):
 
 class OptionalDependencyError(FaceclusterError, ImportError):
     """A backend needs a package from an optional extra; the message names the ``pip install``."""
+
+
+def missing_extra(purpose: str, extra: str, cause: ImportError, hint: str = "") -> OptionalDependencyError:
+    """The one message for a missing optional package: what needed it, what is missing, the line that installs it.
+
+    Callers ``raise missing_extra(...) from exc`` so the original import error stays in the traceback."""
+    missing = getattr(cause, "name", None) or str(cause)
+    return OptionalDependencyError(f"{purpose} needs the optional package {missing!r}, which is not installed. "
+                                   f"Install it with: pip install 'facecluster_widgets[{extra}]'{hint}")
+
+
+def optional_import(module: str, purpose: str, extra: str, hint: str = "") -> ModuleType:
+    """Import ``module`` from an optional extra, or raise :func:`missing_extra`'s error naming that extra."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise missing_extra(purpose, extra, exc, hint) from exc
 
 
 class CropError(FaceclusterError):

@@ -221,7 +221,7 @@ METRICS: dict[str, Callable[[object, object], float]] = {
 SYMMETRIC = frozenset({"ari", "nmi", "bcubed_f", "pairwise_f"})
 
 
-def evaluate(labels_true: object, labels_pred: object, distances: np.ndarray | None = None) -> dict[str, float]:
+def scores(labels_true: object, labels_pred: object, distances: np.ndarray | None = None) -> dict[str, float]:
     """Every score in :data:`METRICS`, plus noise fraction, clusters found vs true and (given a distance) silhouette.
 
     The silhouette is NaN when it is undefined (fewer than 2 clusters among non-noise faces).

@@ -28,14 +28,11 @@ SETUP = code(f"""
     import pandas as pd
 
     import facecluster_widgets as fc
-    from facecluster_widgets.review.collection import FaceCollection
-    from facecluster_widgets.review.edits import EditLog
-    from facecluster_widgets.review.session import ClusterSession
 
     store = fc.extract(fc.load_faces(fc.default_data_dir()), store={STORE!r}, progress=False)
-    faces = FaceCollection.from_store(store)
-    # edits=EditLog(): the method alone, without any corrections saved in the store by the explorer
-    session = ClusterSession(faces, edits=EditLog(), persist=False)
+    # edits=fc.EditLog(): the method alone, without any corrections saved in the store by the explorer
+    session = fc.ClusterSession.from_store(store, edits=fc.EditLog(), persist=False)
+    faces = session.faces
     print(f"{{len(faces)}} faces of {{len(set(faces.labels) - {{None}})}} people")
 """)
 
@@ -458,7 +455,9 @@ TUNING = [
 
 
 def write(name: str, cells: list) -> None:
-    nb = new_notebook(cells=cells, metadata={
+    # ids from the position, not random: regenerating leaves unchanged cells unchanged in git
+    cells = [{**cell, "id": f"{name.split('_')[0]}-{i:02d}"} for i, cell in enumerate(cells)]
+    nb = new_notebook(cells=[nbformat.from_dict(cell) for cell in cells], metadata={
         "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
         "language_info": {"name": "python"},
     })

@@ -61,7 +61,7 @@ def test_nan_rows_get_minus_one(faces, name):
     assert ari(y[keep], labels[keep]) > 0.9
 
 
-@pytest.mark.parametrize("name", ["2d_kmeans", "3d_kmeans", "late_fusion", "true_k_kmeans"])
+@pytest.mark.parametrize("name", ["2d_kmeans", "3d_kmeans", "late_fusion", "true_k_kmeans", "2d_kmeans_true_k"])
 def test_seeded_baselines_are_deterministic(faces, name):
     X, y = faces
     a = run_baseline(name, X, n_clusters=4, labels_true=y, random_state=3)

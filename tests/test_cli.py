@@ -50,9 +50,9 @@ def test_evaluate_writes_the_report(tmp_path, lfw10, capsys):
             shutil.copy(photo, folder / person.name / photo.name)
     out = tmp_path / "report"
     code = main(["evaluate", str(folder), "--out", str(out), "--stores", str(tmp_path / "stores"), "--no-progress",
-                 "--methods", "dbscan", "kmeans-true-k"])
+                 "--methods", "dbscan_2d", "2d_kmeans_true_k"])
     assert code == 0
     table = (out / "few.csv").read_text().splitlines()
     assert table[0].startswith("method,ari,nmi,purity,silhouette")
-    assert [line.split(",")[0] for line in table[1:]] == ["dbscan", "kmeans-true-k"]
+    assert [line.split(",")[0] for line in table[1:]] == ["dbscan_2d", "2d_kmeans_true_k"]
     assert "K-Means on 2D, true k" in (out / "report.md").read_text()

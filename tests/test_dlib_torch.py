@@ -189,5 +189,5 @@ def test_engine_and_threads_are_checked(monkeypatch, faces):
     monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
     monkeypatch.delitem(sys.modules, "facecluster_widgets.embed.dlib_torch", raising=False)
     assert DlibEmbedder().engine == "dlib"
-    with pytest.raises(OptionalDependencyError, match=r"pip install facecluster_widgets\[refine\]"):
+    with pytest.raises(OptionalDependencyError, match=r"pip install 'facecluster_widgets\[refine\]'"):
         DlibEmbedder(engine="torch").embed(list(faces.values())[:1])

@@ -84,11 +84,11 @@ def test_optional_backends_name_the_extra_to_install(monkeypatch, tmp_path):
 
     monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
     monkeypatch.delitem(sys.modules, "facecluster_widgets.embed.facenet", raising=False)
-    with pytest.raises(OptionalDependencyError, match=r"pip install facecluster_widgets\[refine\]"):
+    with pytest.raises(OptionalDependencyError, match=r"pip install 'facecluster_widgets\[refine\]'"):
         get_embedder("facenet", weights=tmp_path / "w.pt")
     monkeypatch.setitem(sys.modules, "onnx", None)
     (tmp_path / "r.onnx").write_bytes(b"")
-    with pytest.raises(OptionalDependencyError, match=r"pip install facecluster_widgets\[insightface\]"):
+    with pytest.raises(OptionalDependencyError, match=r"pip install 'facecluster_widgets\[insightface\]'"):
         get_embedder("arcface", model=tmp_path / "r.onnx")
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from support.synthetic import make_identity_features
 
+from facecluster_widgets.errors import FaceclusterError
 from facecluster_widgets.evaluation.evaluate import COLUMNS, METHODS, evaluate_features
 
 
@@ -28,7 +29,7 @@ def test_table_has_every_method_and_metric(result):
     assert list(result.table.index) == list(METHODS)
     assert list(result.table.columns) == list(COLUMNS)
     assert result.table.loc["full", "ari"] > 0.9
-    assert result.table.loc["kmeans-true-k", "clusters_found"] == 8
+    assert result.table.loc["2d_kmeans_true_k", "clusters_found"] == 8
     assert (result.table["clusters_true"] == 8).all()
 
 
@@ -49,15 +50,15 @@ def test_subsets_and_markdown(result):
 
 def test_reproducible(faces):
     blocks, labels = faces
-    a = evaluate_features(blocks, labels, methods=["full", "2d-only"])
-    b = evaluate_features(blocks, labels, methods=["full", "2d-only"])
+    a = evaluate_features(blocks, labels, methods=["full", "2d_kmeans"])
+    b = evaluate_features(blocks, labels, methods=["full", "2d_kmeans"])
     assert a.table.drop(columns="seconds").equals(b.table.drop(columns="seconds"))
 
 
 def test_without_3d_blocks_the_3d_methods_are_skipped_with_a_note(faces):
     blocks, labels = faces
-    out = evaluate_features({"2d": blocks["2d"]}, labels, methods=["full", "dbscan", "kmeans-true-k"])
-    assert list(out.table.index) == ["dbscan", "kmeans-true-k"]
+    out = evaluate_features({"2d": blocks["2d"]}, labels, methods=["full", "dbscan_2d", "2d_kmeans_true_k"])
+    assert list(out.table.index) == ["dbscan_2d", "2d_kmeans_true_k"]
     assert any("skipped full" in note for note in out.notes)
 
 
@@ -65,10 +66,10 @@ def test_unlabelled_rows_are_left_out_and_all_missing_is_an_error(faces):
     blocks, labels = faces
     partial = labels.astype(object)
     partial[:10] = None
-    out = evaluate_features(blocks, partial, methods=["dbscan"])
-    assert out.table.loc["dbscan", "clusters_true"] == 8
+    out = evaluate_features(blocks, partial, methods=["dbscan_2d"])
+    assert out.table.loc["dbscan_2d", "clusters_true"] == 8
     with pytest.raises(Exception, match="no face has a label"):
-        evaluate_features(blocks, [None] * len(labels), methods=["dbscan"])
+        evaluate_features(blocks, [None] * len(labels), methods=["dbscan_2d"])
 
 
 def test_photo_groups_follow_files_not_content():
@@ -81,3 +82,13 @@ def test_photo_groups_follow_files_not_content():
                           "image_id": ["same", "same", "g", "g"]})
     codes = photo_groups(faces)
     assert codes[0] != codes[1] and codes[2] == codes[3] and len(set(codes)) == 3
+
+
+def test_one_name_per_method():
+    """The report's methods are the baselines' own names: nothing translates between two vocabularies."""
+    from facecluster_widgets.cluster import BASELINES
+
+    assert METHODS[0] == "full" and set(METHODS[1:]) <= set(BASELINES)
+    blocks, y = make_identity_features(n_ids=3, per_id=5, d2=16, blocks_3d={"shape": 4}, seed=0)
+    with pytest.raises(FaceclusterError, match="unknown method.*'kmeans-true-k'.*known: full, 2d_kmeans"):
+        evaluate_features(blocks, [str(v) for v in y], methods=["kmeans-true-k"])

@@ -16,11 +16,11 @@ from facecluster_widgets.metrics import (
     ari,
     bcubed,
     clusters_found,
-    evaluate,
     noise_as_singletons,
     noise_fraction,
     pairwise_scores,
     purity,
+    scores,
     silhouette,
 )
 
@@ -140,11 +140,11 @@ def test_silhouette_rejects_what_it_cannot_score():
         silhouette([0, 1, 0, 1], np.full((4, 4), np.nan))
 
 
-def test_evaluate_reports_everything():
+def test_scores_reports_everything():
     points = RNG.normal(size=(60, 2)) + TRUE[:, None] * 3
-    out = evaluate(TRUE, PRED, euclidean_distances(points))
+    out = scores(TRUE, PRED, euclidean_distances(points))
     assert set(METRICS) <= set(out)
     assert out["noise_fraction"] == pytest.approx(4 / 60)
     assert out["clusters_true"] == 5
     assert 0 < out["silhouette"] <= 1
-    assert np.isnan(evaluate([0, 1], [-1, -1], np.zeros((2, 2)))["silhouette"])
+    assert np.isnan(scores([0, 1], [-1, -1], np.zeros((2, 2)))["silhouette"])

@@ -64,7 +64,7 @@ def _grid(x0: float, y0: float, side: float, cells: int, depth: float) -> tuple[
 
 def test_missing_torch_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)
-    with pytest.raises(OptionalDependencyError, match=r"pip install facecluster_widgets\[refine\]"):
+    with pytest.raises(OptionalDependencyError, match=r"pip install 'facecluster_widgets\[refine\]'"):
         refine._torch()
 
 

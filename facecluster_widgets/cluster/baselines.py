@@ -113,6 +113,13 @@ def two_d_kmeans(X: Features | Mapping[str, np.ndarray], n_clusters: int, *, ran
     return _scatter(valid, result.labels)
 
 
+def two_d_kmeans_true_k(X: Features | Mapping[str, np.ndarray], labels_true: Sequence, *, random_state: int = 0,
+                        block_2d: str = BLOCK_2D) -> np.ndarray:
+    """The practitioner's reference: the same 2D K-Means++, told the TRUE number of people."""
+    valid = _prepare(X, [block_2d])[1]
+    return two_d_kmeans(X, _true_k(labels_true, valid), random_state=random_state, block_2d=block_2d)
+
+
 def three_d_kmeans(X: Features | Mapping[str, np.ndarray], n_clusters: int, *, random_state: int = 0,
                    block_2d: str = BLOCK_2D, blocks_3d: Sequence[str] | None = None) -> np.ndarray:
     """3D only: K-Means++ (sklearn) on the whitened 3D rows, i.e. under the method's Mahalanobis distance."""
@@ -241,15 +248,19 @@ def true_k_kmeans(X: Features | Mapping[str, np.ndarray], labels_true: Sequence,
     name_2d, names_3d = split_names(blocks_all, block_2d, blocks_3d)
     used = ([name_2d] if name_2d else []) + list(names_3d)
     blocks, valid = _prepare(blocks_all, used)
-    labels_true = np.asarray(labels_true)
-    if labels_true.shape != valid.shape:
-        raise FeatureInputError(f"labels_true has shape {labels_true.shape}, expected one label per face "
-                                f"({valid.shape[0]})")
-    k = _check_k(int(np.unique(labels_true[valid]).size), int(valid.sum()))
+    k = _true_k(labels_true, valid)
     metric = FusedMetric.fit(blocks, fusion=fusion, block_2d=block_2d, blocks_3d=names_3d)
     rows = np.arange(metric.n_faces)
     result = fused_kmeans(metric, lam, rows, metric.pairwise(lam), k, n_init=N_INIT, rng=random_state)
     return _scatter(valid, result.labels)
+
+
+def _true_k(labels_true: Sequence, valid: np.ndarray) -> int:
+    labels_true = np.asarray(labels_true)
+    if labels_true.shape != valid.shape:
+        raise FeatureInputError(f"labels_true has shape {labels_true.shape}, expected one label per face "
+                                f"({valid.shape[0]})")
+    return _check_k(int(np.unique(labels_true[valid]).size), int(valid.sum()))
 
 
 @dataclass(frozen=True)
@@ -270,6 +281,7 @@ BASELINES: dict[str, Baseline] = {
     "agglomerative_2d": Baseline(agglomerative_2d),
     "chinese_whispers": Baseline(chinese_whispers_2d),
     "true_k_kmeans": Baseline(true_k_kmeans, "labels_true"),
+    "2d_kmeans_true_k": Baseline(two_d_kmeans_true_k, "labels_true"),
 }
 
 

@@ -7,7 +7,6 @@ ArcFace template the network was trained on) and run in batches through ``ArcFac
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import warnings
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelFileError, ModelMissingError, OptionalDependencyError
+from ..errors import ModelFileError, ModelMissingError, optional_import
 from .base import (
     CropThenNetwork,
     EmbedInput,
@@ -35,7 +34,6 @@ DEFAULT_ROOT = "~/.insightface"
 PACK_RECOGNITION_FILES = {"buffalo_l": "w600k_r50.onnx", "buffalo_m": "w600k_r50.onnx",
                           "buffalo_s": "w600k_mbf.onnx", "buffalo_sc": "w600k_mbf.onnx",
                           "antelopev2": "glintr100.onnx"}
-_INSTALL_HINT = "pip install facecluster_widgets[insightface]"
 
 
 class ArcFaceEmbedder(CropThenNetwork):
@@ -163,8 +161,4 @@ def _dims(value) -> list:
 
 
 def _insightface_module(name: str):
-    try:
-        return importlib.import_module(name)
-    except ImportError as exc:
-        raise OptionalDependencyError(f"the ArcFace backend needs {name.split('.')[0]} ({exc}): "
-                                      f"`{_INSTALL_HINT}`") from exc
+    return optional_import(name, "the ArcFace backend", "insightface")

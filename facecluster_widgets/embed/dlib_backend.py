@@ -30,7 +30,7 @@ import dlib
 import numpy as np
 
 from ..detect.base import points5_from_68
-from ..errors import CropError, FaceclusterError, ModelMissingError, OptionalDependencyError
+from ..errors import CropError, FaceclusterError, ModelMissingError, missing_extra
 from .base import (
     CropThenNetwork,
     EmbedInput,
@@ -147,8 +147,8 @@ class DlibEmbedder(CropThenNetwork):
                 from .dlib_net_file import read_dlib_net
                 from .dlib_torch import DlibFaceNet
             except ImportError as exc:
-                raise OptionalDependencyError(f"the dlib embedder's torch engine needs PyTorch ({exc}): "
-                                              "`pip install facecluster_widgets[refine]`, or engine='dlib'") from exc
+                raise missing_extra("the dlib embedder's torch engine", "refine", exc, " (or use engine='dlib')"
+                                    ) from exc
             t0 = time.perf_counter()
             self._torch_net = DlibFaceNet(read_dlib_net(self.model_path)).eval()
             logger.debug("read %s into torch in %.3f s", self.model_path, time.perf_counter() - t0)

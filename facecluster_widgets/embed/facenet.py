@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import ModelFileError, ModelMissingError, OptionalDependencyError
+from ..errors import ModelFileError, ModelMissingError, missing_extra
 from .base import (
     CropThenNetwork,
     EmbedInput,
@@ -40,8 +40,7 @@ try:
     from torch import nn
     from torch.nn import functional as F
 except ImportError as exc:  # torch is an optional extra
-    raise OptionalDependencyError(f"the facenet backend needs PyTorch ({exc}): "
-                                  "`pip install facecluster_widgets[refine]`") from exc
+    raise missing_extra("the facenet backend", "refine", exc) from exc
 
 logger = logging.getLogger(__name__)
 

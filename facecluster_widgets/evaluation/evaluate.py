@@ -12,6 +12,7 @@ upper reference that is given the true number of people.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -20,15 +21,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..cluster import HybridClustering, run_baseline
+from ..cluster import BASELINES, HybridClustering, run_baseline
 from ..cluster.hybrid import DEFAULT_LAM
 from ..cluster.kmeans import fused_kmeans
 from ..errors import FaceclusterError, MetricInputError
 from ..features import Features
 from ..fusion import BLOCK_2D, FusedMetric, as_blocks, valid_rows
 from ..io.table import photo_groups
-from ..metrics import evaluate as score
-from ..metrics import silhouette
+from ..metrics import scores, silhouette
 from ..store import Store
 
 log = logging.getLogger(__name__)
@@ -38,14 +38,16 @@ LAM_GRID = tuple(np.round(np.arange(0.0, 1.0001, 0.05), 2))
 #: Columns of the Table-2-style report, in order.
 COLUMNS = ("ari", "nmi", "purity", "silhouette", "bcubed_precision", "bcubed_recall", "bcubed_f", "pairwise_f",
            "noise_fraction", "clusters_found", "clusters_true", "seconds")
-#: Methods, in report order: (name shown, how it runs).
-METHODS = ("full", "2d-only", "3d-only", "late-fusion", "dbscan", "hdbscan", "agglomerative", "chinese-whispers",
-           "kmeans-true-k")
-_LABELS = {"full": "Full method (DBSCAN → fused K-Means++, k auto)", "2d-only": "2D only (K-Means++, same k)",
-           "3d-only": "3D only (K-Means++, same k)", "late-fusion": "Late fusion (majority vote, same k)",
-           "dbscan": "DBSCAN on 2D", "hdbscan": "HDBSCAN on 2D", "agglomerative": "Agglomerative (threshold)",
-           "chinese-whispers": "Chinese Whispers (dlib)", "kmeans-true-k": "K-Means on 2D, true k (reference)"}
-_NEEDS_3D = {"full", "3d-only", "late-fusion"}
+#: The full method, then baselines by their names in :data:`~facecluster_widgets.cluster.BASELINES`, in report
+#: order. The k-needing ones get the full method's k; the ``*_true_k`` ones the true number of people.
+METHODS = ("full", "2d_kmeans", "3d_kmeans", "late_fusion", "dbscan_2d", "hdbscan_2d", "agglomerative_2d",
+           "chinese_whispers", "2d_kmeans_true_k")
+_LABELS = {"full": "Full method (DBSCAN → fused K-Means++, k auto)", "2d_kmeans": "2D only (K-Means++, same k)",
+           "3d_kmeans": "3D only (K-Means++, same k)", "late_fusion": "Late fusion (majority vote, same k)",
+           "dbscan_2d": "DBSCAN on 2D", "hdbscan_2d": "HDBSCAN on 2D", "agglomerative_2d": "Agglomerative (threshold)",
+           "chinese_whispers": "Chinese Whispers (dlib)", "true_k_kmeans": "Fused K-Means, true k (reference)",
+           "2d_kmeans_true_k": "K-Means on 2D, true k (reference)"}
+_NEEDS_3D = {"full", "3d_kmeans", "late_fusion", "true_k_kmeans"}
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,10 @@ def evaluate_features(features: Features | Mapping[str, np.ndarray], labels: Seq
     cond = pd.Series(list(conditions))[keep].reset_index(drop=True) if conditions is not None else None
     names_3d = [k for k in blocks if k != BLOCK_2D]
     wanted = list(METHODS) if methods == "all" else list(methods)
+    unknown = [m for m in wanted if m != "full" and m not in BASELINES]
+    if unknown:
+        raise FaceclusterError(f"unknown method(s) {', '.join(map(repr, unknown))}; "
+                               f"known: full, {', '.join(BASELINES)}")
     notes: list[str] = []
     if not names_3d:
         dropped = [m for m in wanted if m in _NEEDS_3D]
@@ -116,7 +122,7 @@ def evaluate_features(features: Features | Mapping[str, np.ndarray], labels: Seq
     seconds: dict[str, float] = {}
     model = None
     k_auto = None
-    if "full" in wanted or any(m in wanted for m in ("2d-only", "3d-only", "late-fusion")):
+    if "full" in wanted or any(BASELINES[m].needs == "n_clusters" for m in wanted if m != "full"):
         t0 = time.perf_counter()
         model = HybridClustering(random_state=random_state).fit(blocks, groups=group_codes)
         seconds["full"] = time.perf_counter() - t0
@@ -132,10 +138,10 @@ def evaluate_features(features: Features | Mapping[str, np.ndarray], labels: Seq
     rows = {}
     for method in wanted:
         pred = preds[method]
-        scores = score(codes, pred)
-        scores["silhouette"] = _silhouette(pred[ok], D)
-        scores["seconds"] = seconds[method]
-        rows[method] = scores
+        row = scores(codes, pred)
+        row["silhouette"] = _silhouette(pred[ok], D)
+        row["seconds"] = seconds[method]
+        rows[method] = row
     table = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=list(COLUMNS))
     subsets = _subset_scores(codes, preds, cond) if cond is not None else pd.DataFrame()
     sweep = _lam_sweep(model, metric, ok, codes, lam_grid) if model is not None and names_3d else pd.DataFrame()
@@ -177,15 +183,10 @@ def _conditions(faces: pd.DataFrame, subset_by: str | Mapping | None) -> pd.Seri
 
 
 def _run(method: str, blocks: dict, codes: np.ndarray, k: int | None, embedder: str, seed: int) -> np.ndarray:
-    if method in ("2d-only", "3d-only", "late-fusion"):
-        baseline = {"2d-only": "2d_kmeans", "3d-only": "3d_kmeans", "late-fusion": "late_fusion"}[method]
-        return run_baseline(baseline, blocks, n_clusters=k, random_state=seed)
-    if method == "kmeans-true-k":  # the practitioner's reference: the same embeddings, told how many people
-        return run_baseline("2d_kmeans", blocks, n_clusters=int(np.unique(codes).size), random_state=seed)
-    if method == "hdbscan":
-        return run_baseline("hdbscan_2d", blocks)
-    name = {"dbscan": "dbscan_2d", "agglomerative": "agglomerative_2d", "chinese-whispers": "chinese_whispers"}[method]
-    return run_baseline(name, blocks, embedder=embedder)
+    """A baseline by its one name: the k-needing ones get the full method's ``k``, thresholds the embedder's."""
+    accepts = inspect.signature(BASELINES[method].fn).parameters
+    params = {key: value for key, value in (("embedder", embedder), ("random_state", seed)) if key in accepts}
+    return run_baseline(method, blocks, n_clusters=k, labels_true=codes, **params)
 
 
 def _silhouette(pred: np.ndarray, D: np.ndarray) -> float:
@@ -200,7 +201,7 @@ def _subset_scores(codes: np.ndarray, preds: dict[str, np.ndarray], cond: pd.Ser
     for value in sorted(cond.dropna().unique()):
         mask = (cond == value).to_numpy()
         for method, pred in preds.items():
-            s = score(codes[mask], pred[mask])
+            s = scores(codes[mask], pred[mask])
             rows.append({"subset": value, "faces": int(mask.sum()), "method": method, "ari": s["ari"],
                          "purity": s["purity"], "bcubed_f": s["bcubed_f"], "noise_fraction": s["noise_fraction"]})
     return pd.DataFrame(rows).set_index(["subset", "method"]) if rows else pd.DataFrame()
@@ -212,7 +213,7 @@ def _lam_sweep(model: HybridClustering, metric: FusedMetric, ok: np.ndarray, cod
     base_lam = model.lam
     for lam in lam_grid:
         model.refit(lam=float(lam))
-        s = score(codes, model.labels_)
+        s = scores(codes, model.labels_)
         rows.append({"lam": float(lam), "ari": s["ari"], "purity": s["purity"],
                      "silhouette": _silhouette(model.labels_[ok], metric.pairwise(float(lam))),
                      "clusters_found": s["clusters_found"], "noise_fraction": s["noise_fraction"]})

@@ -21,7 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..config import default_cache_dir
-from ..errors import ImageReadError
+from ..errors import ImageReadError, optional_import
 from ..io.datasets import FaceSource, display_path, load_faces
 from ..io.flags import flag_faces
 from ..io.images import file_hash
@@ -60,6 +60,7 @@ def extract(faces: str | os.PathLike | Sequence | FaceSource, store: str | os.Pa
     started = time.perf_counter()
     distributed = None
     if client is not None:
+        optional_import("distributed", "extract(..., client=...) on a Dask cluster", "dask")
         from .dask_runner import distribute
 
         distributed = distribute(client, source.paths, st.root, config)

@@ -53,7 +53,7 @@ from scipy.ndimage import binary_erosion
 from scipy.sparse.linalg import splu
 from scipy.spatial import cKDTree
 
-from ..errors import FaceclusterError, OptionalDependencyError
+from ..errors import FaceclusterError, optional_import
 from .morphable import CONTOUR_68, FitSettings, MorphableFit, MorphableModel, _checked_points
 
 if TYPE_CHECKING:
@@ -68,12 +68,7 @@ _SKIN_OUTLINE_68 = np.r_[np.arange(17), np.arange(26, 16, -1)]
 
 
 def _torch() -> Any:
-    try:
-        import torch
-    except ImportError as exc:
-        raise OptionalDependencyError(f"photometric refinement needs PyTorch ({exc}): "
-                                      "`pip install facecluster_widgets[refine]`") from exc
-    return torch
+    return optional_import("torch", "photometric refinement", "refine")
 
 
 # ----------------------------------------------------------------------------------------------- renderer

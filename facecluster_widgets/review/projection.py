@@ -24,7 +24,7 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 
-from ..errors import FaceclusterError, OptionalDependencyError
+from ..errors import FaceclusterError, optional_import
 from ..fusion import FusedMetric
 
 log = logging.getLogger(__name__)
@@ -92,11 +92,7 @@ def _project(method: str, distances: np.ndarray | None, points: np.ndarray | Non
         xy = TSNE(n_components=2, metric="precomputed", init="random", perplexity=perplexity,
                   random_state=random_state).fit_transform(D)
         return _pad(xy, n)
-    try:
-        import umap
-    except ImportError as exc:
-        raise OptionalDependencyError("a UMAP projection needs umap-learn: pip install 'facecluster_widgets[widgets]'"
-                                      ) from exc
+    umap = optional_import("umap", "a UMAP projection", "widgets")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "n_jobs overridden by random_state", "precomputed: no inverse"
         xy = umap.UMAP(n_components=2, metric="precomputed", n_neighbors=min(UMAP_NEIGHBOURS, n - 1),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import threading
 import time
 import warnings
@@ -30,6 +31,7 @@ from ..cluster.graph import FusedRows, SampledSilhouette
 from ..cluster.hybrid import DEFAULT_EPS, DEFAULT_LAM, DEFAULT_MIN_SAMPLES
 from ..errors import MetricInputError, StoreError
 from ..metrics import ari, nmi, purity, silhouette
+from ..store import Store
 from .collection import FaceCollection
 from .edits import Edit, EditError, EditLog
 from .projection import ProjectionCache, default_method, fused_points, project
@@ -150,6 +152,11 @@ class ClusterSession:
         self._lock = threading.RLock()
         self._cache = _Cache()
         self._maps = ProjectionCache()
+
+    @classmethod
+    def from_store(cls, store: Store | str | os.PathLike, **options: object) -> ClusterSession:
+        """A session over an extracted store (a :class:`Store` or its folder); ``options`` as for the constructor."""
+        return cls(FaceCollection.from_store(store), **options)
 
     # -- clustering --------------------------------------------------------------------------
     @property
