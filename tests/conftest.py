@@ -17,7 +17,7 @@ def datasets_dir() -> Path:
     root = datasets_root()
     if root is None or not root.is_dir():
         message = (f"shared face datasets not found: set {ENV_DATASETS} to the folder holding "
-                   "lfw10/, orl/, yale/, cfp100/ (default: ../shared/datasets beside the checkout)")
+                   "lfw10/, orl/, yale/, cfp100/, umist/ (default: ../shared/datasets beside the checkout)")
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
@@ -49,6 +49,11 @@ def yale(datasets_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def cfp100(datasets_dir: Path) -> Path:
     return _dataset(datasets_dir, "cfp100")
+
+
+@pytest.fixture(scope="session")
+def umist(datasets_dir: Path) -> Path:
+    return _dataset(datasets_dir, "umist")
 
 
 @pytest.fixture(scope="session")

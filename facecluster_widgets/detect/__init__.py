@@ -12,6 +12,7 @@ from .dlib_backend import DlibHogDetector, Landmarker68
 from .insightface_backend import InsightfaceDetector
 from .mediapipe_backend import MediapipeDetector
 from .whole import WholeImageDetector
+from .yunet import YunetDetector
 
 detectors: Registry[Detector] = Registry("detector")
 detectors.register("whole")(WholeImageDetector)
@@ -19,6 +20,7 @@ detectors.register("mediapipe")(MediapipeDetector)
 detectors.register("dlib-hog")(DlibHogDetector)
 detectors.register("auto")(CascadeDetector)
 detectors.register("insightface")(InsightfaceDetector)
+detectors.register("yunet")(YunetDetector)
 
 
 def get_detector(name: str, **params: object) -> Detector:
@@ -26,4 +28,4 @@ def get_detector(name: str, **params: object) -> Detector:
 
 
 __all__ = ["CascadeDetector", "Detection", "Detector", "DlibHogDetector", "InsightfaceDetector", "Landmarker68",
-           "MediapipeDetector", "detectors", "get_detector", "points5_from_68"]
+           "MediapipeDetector", "YunetDetector", "detectors", "get_detector", "points5_from_68"]

@@ -31,6 +31,13 @@ def _facenet(**params: object) -> Embedder:
     return FaceNetEmbedder(**params)
 
 
+@embedders.register("sface")
+def _sface(**params: object) -> Embedder:
+    from .sface import SFaceEmbedder
+
+    return SFaceEmbedder(**params)
+
+
 def get_embedder(name: str = DEFAULT_EMBEDDER, **params: object) -> Embedder:
     return embedders.create(name, **params)
 
