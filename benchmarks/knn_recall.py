@@ -1,4 +1,4 @@
-"""Recall and time of the sparse path's approximate kNN (faiss IVF, :func:`~facecluster_widgets.cluster.graph.ivf_knn`)
+"""Recall and time of the sparse path's approximate kNN (faiss IVF, :func:`~facecluster_widgets.cluster.knn.ivf_knn`)
 against exact neighbours of a random sample, on synthetic features at large n.
 
     python benchmarks/knn_recall.py --n 100000 --per-id 20 --noise2 0.25
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facecluster_widgets.cluster import graph
+from facecluster_widgets.cluster import knn
 from facecluster_widgets.fusion import FusedMetric
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test-only helpers: tests/support/
@@ -45,12 +45,12 @@ def main() -> None:
                                        blocks_3d={"shape": 80}, noise2=args.noise2, seed=0)
     metric = FusedMetric.fit(blocks)
     rows = np.random.default_rng(1).choice(metric.n_faces, args.sample, replace=False)
-    k = graph.N_NEIGHBORS
-    out = {"n": metric.n_faces, "per_id": args.per_id, "noise2": args.noise2, "k": k, "probes": graph.IVF_PROBES,
-           "lists_per_sqrt_n": graph.IVF_LISTS_PER_SQRT_N}
+    k = knn.N_NEIGHBORS
+    out = {"n": metric.n_faces, "per_id": args.per_id, "noise2": args.noise2, "k": k, "probes": knn.IVF_PROBES,
+           "lists_per_sqrt_n": knn.IVF_LISTS_PER_SQRT_N}
     for name, points in (("2d", metric.points_2d), ("3d", metric.points_3d)):
         t0 = time.perf_counter()
-        found = graph.knn_indices(points, k)
+        found = knn.knn_indices(points, k)
         seconds = time.perf_counter() - t0
         truth = exact_neighbours(points, rows, k)
         out[name] = {"seconds": round(seconds, 2), f"recall@{k}": round(recall(found[rows], truth, k), 4),

@@ -9,8 +9,9 @@ from sklearn.base import clone
 from support.synthetic import make_identity_features
 
 import facecluster_widgets as fc
-from facecluster_widgets.cluster import HybridClustering
+from facecluster_widgets.cluster import HybridClustering, knn
 from facecluster_widgets.cluster import graph as sparse
+from facecluster_widgets.cluster import rows as fused_rows
 from facecluster_widgets.cluster.hybrid import DEFAULT_EPS, DEFAULT_LAM
 from facecluster_widgets.errors import FeatureInputError
 from facecluster_widgets.fusion import FusedMetric
@@ -70,11 +71,11 @@ def test_no_nxn_matrix_on_the_sparse_path(monkeypatch):
     monkeypatch.setattr(FusedMetric, "block_distances", property(forbidden))
     monkeypatch.setattr(FusedMetric, "pairwise", forbidden)
     monkeypatch.setattr(sparse, "EXACT_KMEANS_FACES", 0)  # the graph regime: no (n × k) matrix either
-    monkeypatch.setattr(sparse, "SILHOUETTE_SAMPLE", 100)
+    monkeypatch.setattr(fused_rows, "SILHOUETTE_SAMPLE", 100)
     X, y = make_faces(40, 15, noise2=0.4)
     model = HybridClustering(algorithm="sparse", noise="assign").fit(X, groups=photo_groups(600))
     n = len(y)
-    assert model.graph_.n_edges <= n * (1 + 4 * sparse.N_NEIGHBORS)
+    assert model.graph_.n_edges <= n * (1 + 4 * knn.N_NEIGHBORS)
     assert model.stage2_regimes_ == {"graph"}
     assert ari(y, model.labels_) > 0.95
 
@@ -138,12 +139,12 @@ def test_fused_rows_and_sampled_silhouette_match_the_dense_matrix():
     metric = FusedMetric.fit(X)
     rows = np.arange(metric.n_faces)
     for lam in (0.0, 0.3, 1.0):
-        np.testing.assert_allclose(sparse.FusedRows(metric, lam, rows)[rows], metric.pairwise(lam), atol=2e-5)
-    lazy = sparse.FusedRows(metric, 0.65, rows)
+        np.testing.assert_allclose(fused_rows.FusedRows(metric, lam, rows)[rows], metric.pairwise(lam), atol=2e-5)
+    lazy = fused_rows.FusedRows(metric, 0.65, rows)
     D = metric.pairwise(0.65)
     labels = np.where(np.arange(y.size) % 17 == 0, -1, y)
-    assert sparse.SampledSilhouette(lazy)(labels) == pytest.approx(silhouette(labels, D), abs=1e-5)
-    sampled = sparse.SampledSilhouette(lazy, sample=90, seed=1)(labels)
+    assert fused_rows.SampledSilhouette(lazy)(labels) == pytest.approx(silhouette(labels, D), abs=1e-5)
+    sampled = fused_rows.SampledSilhouette(lazy, sample=90, seed=1)(labels)
     assert sampled == pytest.approx(silhouette(labels, D), abs=0.05)
 
 
@@ -153,16 +154,16 @@ def test_knn_graph_exact_and_approximate(monkeypatch):
     rng = np.random.default_rng(0)
     points = rng.normal(size=(1500, 16)).astype(np.float32)
     points[1] = points[0]  # a duplicate: the face itself must still be left out of its own list
-    exact = sparse.knn_indices(points, 10)
+    exact = knn.knn_indices(points, 10)
     assert exact.shape == (1500, 10) and not (exact == np.arange(1500)[:, None]).any()
     assert exact[0, 0] == 1 and exact[1, 0] == 0
 
     blocks, y = make_identity_features(n_ids=3000, per_id=5, d2=128, noise2=0.6, seed=0)  # cosine ~0.25 in-identity
     points = blocks["2d"].astype(np.float32)
     points[1] = points[0]
-    monkeypatch.setattr(sparse, "EXACT_KNN_FACES", 10_000)
-    approx = sparse.knn_indices(points, 10)  # 15,000 faces: IVF
-    exact = sparse.knn_indices(points[:9000], 10)  # the first 1,800 identities, exact: neighbours stay inside them
+    monkeypatch.setattr(knn, "EXACT_KNN_FACES", 10_000)
+    approx = knn.knn_indices(points, 10)  # 15,000 faces: IVF
+    exact = knn.knn_indices(points[:9000], 10)  # the first 1,800 identities, exact: neighbours stay inside them
     n = points.shape[0]
     assert approx.shape == (n, 10) and (approx >= 0).all() and not (approx == np.arange(n)[:, None]).any()
     assert approx[0, 0] == 1 and approx[1, 0] == 0
@@ -175,4 +176,4 @@ def test_truncated_share_flags_an_eps_beyond_the_graph():
     X, _ = make_faces(10, 12)
     model = HybridClustering(algorithm="sparse").fit(X)
     assert model.sparse_truncated_ == 0.0
-    assert sparse.truncated_share(model.fused_graph_, 100.0) == 1.0
+    assert knn.truncated_share(model.fused_graph_, 100.0) == 1.0

@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from facecluster_widgets.errors import FaceclusterError, OptionalDependencyError  # noqa: E402
-from facecluster_widgets.recon import refine  # noqa: E402
+from facecluster_widgets.recon import render as renderer  # noqa: E402
 from facecluster_widgets.recon.morphable import (  # noqa: E402
     LandmarkFitter,
     MorphableFit,
@@ -19,16 +19,8 @@ from facecluster_widgets.recon.morphable import (  # noqa: E402
     rotation_from_angles,
     synthesise_landmarks,
 )
-from facecluster_widgets.recon.refine import (  # noqa: E402
-    PhotometricRefiner,
-    RefineSettings,
-    ambient_light,
-    refine_fit,
-    render,
-    sh_basis,
-    shade,
-    vertex_normals,
-)
+from facecluster_widgets.recon.refine import PhotometricRefiner, RefineSettings, refine_fit  # noqa: E402
+from facecluster_widgets.recon.render import ambient_light, render, sh_basis, shade, vertex_normals  # noqa: E402
 
 #: Small crops and few steps keep the file fast; the benchmark runs the defaults.
 FAST = {"crop_size": 64, "iterations": 40}
@@ -65,7 +57,7 @@ def _grid(x0: float, y0: float, side: float, cells: int, depth: float) -> tuple[
 def test_missing_torch_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)
     with pytest.raises(OptionalDependencyError, match=r"pip install 'facecluster_widgets\[refine\]'"):
-        refine._torch()
+        renderer._torch()
 
 
 def test_flat_mesh_shows_its_colour_inside_and_background_outside():

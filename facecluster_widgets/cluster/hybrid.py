@@ -35,7 +35,7 @@ from ..errors import FeatureInputError, MetricInputError
 from ..features import Features
 from ..fusion import BLOCK_2D, FUSIONS, FusedMetric, as_blocks, split_names, valid_rows
 from ..metrics import silhouette
-from . import graph
+from . import graph, knn
 from .kmeans import AUTO_K_MAX_SHARE, DEFAULT_N_INIT, KMeansResult, assign, fused_kmeans, group_index
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class HybridClustering(ClusterMixin, BaseEstimator):
     timings_ : seconds per stage of the last fit/refit (prepare, fuse, dbscan, kmeans, assign, total).
     reused_cache_ : whether the last call reused the per-block matrices (see :meth:`refit`).
     algorithm_ : "dense" or "sparse". On the sparse path ``fused_distances_`` is None; ``graph_`` holds the
-        kNN graphs (:class:`~.graph.FusedGraph`, reused by refit), ``fused_graph_`` their fused distances for
+        kNN graphs (:class:`~.knn.FusedGraph`, reused by refit), ``fused_graph_`` their fused distances for
         ``lam`` (CSR), ``sparse_truncated_`` the share of faces whose kNN list ends within eps, and
         ``stage2_regimes_`` which K-Means ran ("exact" / "graph").
     """
@@ -197,7 +197,7 @@ class HybridClustering(ClusterMixin, BaseEstimator):
         if algorithm == "dense":
             _ = metric.block_distances
         else:
-            self.graph_ = graph.FusedGraph.build(metric, random_state=self.random_state)
+            self.graph_ = knn.FusedGraph.build(metric, random_state=self.random_state)
         self.distance_ = metric
         self.valid_index_ = np.flatnonzero(valid)
         self.invalid_mask_ = ~valid
@@ -263,7 +263,7 @@ class HybridClustering(ClusterMixin, BaseEstimator):
         self.noise_mask_[valid_idx[db < 0]] = True
         self.fused_distances_ = fused if self.graph_ is None else None
         self.fused_graph_ = fused if self.graph_ is not None else None
-        self.sparse_truncated_ = graph.truncated_share(fused, self.eps) if self.graph_ is not None else 0.0
+        self.sparse_truncated_ = knn.truncated_share(fused, self.eps) if self.graph_ is not None else 0.0
         self.auto_k_scores_ = {}
         self.cannot_link_unassigned_ = 0
         self.reused_cache_ = reused

@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 
 from ..cluster import HybridClustering, align_labels
-from ..cluster.graph import FusedRows, SampledSilhouette
 from ..cluster.hybrid import DEFAULT_EPS, DEFAULT_LAM, DEFAULT_MIN_SAMPLES
+from ..cluster.rows import FusedRows, SampledSilhouette
 from ..errors import MetricInputError, StoreError
 from ..metrics import ari, nmi, purity, silhouette
 from ..store import Store
