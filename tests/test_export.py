@@ -123,7 +123,10 @@ def test_table_export_checks_its_format_and_folder(tmp_path, photos):
     frame = _frame(photos, {})
     with pytest.raises(ExportError):
         export_table(frame, tmp_path / "faces.xlsx")
-    with pytest.raises(ExportError):
-        export_table(frame, tmp_path / "no" / "such" / "faces.csv")
+    made = export_table(frame, tmp_path / "no" / "such" / "faces.csv")  # missing folders are made, as for folders
+    assert made.is_file() and made.parent == tmp_path / "no" / "such"
+    (tmp_path / "plain").write_text("a file")
+    with pytest.raises(ExportError, match="is a file"):
+        export_table(frame, tmp_path / "plain" / "faces.csv")
     with pytest.raises(ExportError):
         export_folders(frame, tmp_path / "e", mode="hardlink")

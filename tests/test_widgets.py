@@ -5,9 +5,9 @@ The faces: 4 people × 5 lfw10 photos, one of them copied under a hostile file n
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -75,10 +75,17 @@ def test_explorer_builds_headless_with_a_webgl_scatter_and_a_displayable_widget(
     assert f">{explorer.view.n_clusters}</span> clusters" in explorer.status.value
     assert explorer.view.n_clusters >= 2
     assert "silhouette" in explorer.metrics.value and "ARI" in explorer.metrics.value
-    assert explorer.focus >= 0 and explorer.photo.value and all(img.value for img in explorer.steps)
+    assert explorer.focus >= 0 and explorer.face.photo.value and all(img.value for img in explorer.face.steps)
     assert explorer.mesh.plot is not None and explorer.mesh.surface.vertices.dtype == np.float32
     assert explorer.gallery.rows and all(f["src"].startswith("data:image/") for r in explorer.gallery.rows
                                          for f in r["faces"])
+    largest = max(explorer.view.clusters, key=lambda c: explorer.view.members(int(c)).size)
+    assert explorer.labels[explorer.focus] == largest  # starts on the largest cluster, not on row 0
+    config = explorer.figure._config  # nothing on the page may upload faces (plotly's "Share chart…")
+    assert config["showSendToCloud"] is False and "sendChartToCloud" in config["modeBarButtonsToRemove"]
+    for name in ("ε", "MinPts", "λ", "k"):
+        assert name in explorer.help.value
+    assert all(c.tooltip for c in (explorer.eps, explorer.min_samples, explorer.lam, explorer.k))
 
 
 def test_moving_a_slider_reclusters_and_recolours(explorer):
@@ -93,24 +100,25 @@ def test_moving_a_slider_reclusters_and_recolours(explorer):
     assert explorer.view.params["n_clusters"] == 2 and not explorer.k.disabled
 
 
-def test_background_runs_are_debounced_and_stale_results_dropped(store):
-    explorer = ClusterExplorer(store, background=True, debounce=0.05, mesh=False)
-    calls, original = [], explorer.session.update
-
-    def counting(**params):
-        calls.append(params["eps"])
-        time.sleep(0.2)  # a slow run: later moves arrive while it works
-        return original(**params)
-
-    explorer.session.update = counting
+def test_background_runs_cluster_only_the_latest_setting(store):
+    """The real threads; what is asserted does not depend on timing: the last setting is the one shown."""
+    explorer = ClusterExplorer(store, background=True, mesh=False)
     for eps in (0.3, 0.35, 0.4, 0.45, 0.5):
         explorer.eps.value = eps
-        time.sleep(0.01)
     explorer.wait()
-    time.sleep(0.3)
-    explorer.wait()
-    assert calls[-1] == 0.5 and len(calls) < 5  # debounced: not one run per move
+    assert explorer.clustering.idle
     assert explorer.view.params["eps"] == 0.5 and "✓" in explorer.status.value
+    explorer.clustering.close()
+    explorer.mapping.close()
+
+
+def test_auto_k_shows_a_quick_result_then_the_chosen_k(explorer):
+    shown = []
+    original = explorer._show_view
+    explorer._show_view = lambda view, *a, **k: (shown.append(view.preview), original(view, *a, **k))
+    explorer.eps.value = 0.7
+    assert shown == [True, False]  # quick look first (last k, one start), then k chosen again
+    assert "✓" in explorer.status.value and not explorer.view.preview
 
 
 def test_a_failing_change_is_shown_in_the_widget_and_the_state_kept(explorer):
@@ -131,10 +139,14 @@ def test_a_failing_change_is_shown_in_the_widget_and_the_state_kept(explorer):
 def test_hover_shows_the_face_and_escapes_its_file_name(explorer):
     row = explorer.faces.file_names.index(HOSTILE)
     explorer._on_hover(None, _points(row), None)
-    assert explorer.hover_image.value[:4] == b"\x89PNG"
-    assert "&lt;img src=x onerror=alert(1)&gt;.jpg" in explorer.hover_label.value
+    card = explorer.hover_card.card
+    assert card["row"] == row and card["src"].startswith("data:image/jpeg")
+    assert card["title"] == f"{PEOPLE[0]}/{HOSTILE}"  # relative to the collection: raw text, set as textContent
+    from facecluster_widgets.widgets._hover import _ESM
+
+    assert "innerHTML" not in _ESM and "textContent" in _ESM
     explorer.focus = row
-    for html in (explorer.hover_label.value, explorer.face_title.value, _all_html(explorer)):
+    for html in (explorer.face.title.value, _all_html(explorer)):
         assert "<img src=x" not in html
     hover = [t for t in explorer.figure.data[0].text if "onerror" in t]
     assert hover and all("<img" not in t for t in hover)
@@ -147,7 +159,7 @@ def test_cluster_names_are_escaped_everywhere_they_are_rendered(explorer):
         explorer.set(eps=1.2)
         explorer.focus = -1
         explorer.focus = row
-    explorer.name_text.value = HOSTILE
+    explorer.edit.name_text.value = HOSTILE
     explorer.buttons["name"].click()
     assert not explorer.errors.outputs, explorer.errors.outputs
     label = int(explorer.labels[row])
@@ -165,13 +177,18 @@ def test_selection_is_shared_by_scatter_gallery_and_edit_panel(explorer):
     explorer._on_selection(None, _points(0, 2, 4), None)
     assert explorer.selected == [0, 2, 4] and explorer.gallery.selected == [0, 2, 4]
     assert list(explorer.figure.data[0].selectedpoints) == [0, 2, 4]
-    assert "<b>3</b> face(s) selected" in explorer.selection_info.value
-    explorer.gallery.selected = [1]
+    assert "<b>3</b> faces selected" in explorer.edit.selection_info.value
+    explorer.figure.layout.selections = [{"type": "path", "path": "M0,0L1,1L1,0Z"}]  # the lasso's outline
+    explorer.gallery.selected = [1]  # a choice in the gallery: the map must not keep the lasso's outline
     assert explorer.selected == [1] and list(explorer.figure.data[0].selectedpoints) == [1]
+    assert not explorer.figure.layout.selections
+    assert "<b>1</b> face selected" in explorer.edit.selection_info.value
     explorer._on_click(None, _points(5), None)
     assert explorer.selected == [5] and explorer.focus == 5
     explorer._on_selection(None, _points(), None)
-    assert explorer.figure.data[0].selectedpoints is None
+    assert explorer.figure.data[0].selectedpoints is None  # nothing selected: nothing faded
+    explorer.eps.value = 0.7
+    assert explorer.figure.data[0].selectedpoints is None  # and re-clustering does not fade it either
 
 
 def test_edit_buttons_change_the_clustering_and_persist_in_the_store(explorer, store):
@@ -184,40 +201,119 @@ def test_edit_buttons_change_the_clustering_and_persist_in_the_store(explorer, s
     explorer.selected = [int(merged.members(int(merged.clusters[0]))[0])]
     explorer.buttons["split"].click()
     assert explorer.view.n_clusters == merged.n_clusters + 1
-    assert len(EditLog.load(store)) == 2
+    split = explorer.labels.copy()
+    assert len(EditLog.load(store)) == 2 and explorer.buttons["redo"].disabled
     fresh = ClusterExplorer(store, background=False, mesh=False)  # e.g. tomorrow, in a new kernel
     np.testing.assert_array_equal(fresh.labels, explorer.labels)
     explorer.buttons["undo"].click()
     assert explorer.view.n_clusters == merged.n_clusters and len(EditLog.load(store)) == 1
+    assert not explorer.buttons["redo"].disabled
+    explorer.buttons["redo"].click()
+    np.testing.assert_array_equal(explorer.labels, split)
+    assert len(EditLog.load(store)) == 2 and explorer.buttons["redo"].disabled
 
 
-def test_possible_matches_can_be_accepted_into_the_cluster(explorer):
-    explorer.set(eps=0.3)
+def test_same_person_pairs_are_ranked_and_merged_in_one_click(explorer):
     view = explorer.view
-    if not view.n_noise or not view.n_clusters:
-        pytest.skip("this clustering has no noise face or no cluster to test the queue with")
-    explorer.focus = int(view.members(int(view.clusters[0]))[0])
-    assert explorer.matches.rows, explorer.matches_title.value
-    candidate = explorer.matches.rows[0]["faces"][0]["row"]
-    explorer.selected = [candidate]
+    pairs = explorer.session.similar_pairs(10, view)
+    assert len(pairs) == min(10, view.n_clusters * (view.n_clusters - 1) // 2)
+    assert [p.distance for p in pairs] == sorted(p.distance for p in pairs)
+    first = pairs[0]
+    row = explorer.edit.pair_rows[0]
+    assert row.layout.display == "flex" and row.children[1].value.count("<img") >= 2
+    explorer.edit.pair_merge[0].click()
+    assert not explorer.errors.outputs and explorer.view.n_clusters == view.n_clusters - 1
+    merged = explorer.view
+    assert merged.labels[view.members(first.a)[0]] == merged.labels[view.members(first.b)[0]]
+
+
+def _noisy(explorer):
+    for eps in (0.3, 0.25, 0.35, 0.2):
+        explorer.set(eps=eps)
+        view = explorer.view
+        if view.n_noise >= 2 and view.n_clusters:
+            return view
+    pytest.fail(f"no clustering with two noise faces and a cluster: {explorer.status.value}")
+
+
+def test_possible_matches_are_added_one_by_one_and_rejected_while_the_queue_keeps_its_cluster(explorer):
+    view = _noisy(explorer)
+    anchor = int(view.members(int(view.clusters[0]))[0])
+    explorer.focus = anchor
+    label = int(view.labels[anchor])
+    assert explorer.edit.queue_label == label and explorer.matches.rows, explorer.edit.matches_title.value
+    first, second = [f["row"] for f in explorer.matches.rows[0]["faces"][:2]]
+    explorer.matches.selected = [first]  # a click on a candidate in the browser sets these two traits
+    explorer.matches.focus = first
+    assert explorer.focus == first and explorer.edit.queue_label == label  # the queue did not vanish
     explorer.buttons["accept"].click()
-    assert not explorer.errors.outputs
-    assert explorer.labels[candidate] == explorer.labels[explorer.focus]
+    assert not explorer.errors.outputs, explorer.errors.outputs
+    assert explorer.labels[first] == explorer.labels[anchor]
+    explorer.matches.selected = [second]
+    explorer.matches.focus = second
+    explorer.buttons["reject"].click()
+    assert not explorer.errors.outputs, explorer.errors.outputs
+    remaining = [f["row"] for r in explorer.matches.rows for f in r["faces"]]
+    assert second not in remaining and explorer.labels[second] < 0 and explorer.edit.queue_label == label
+    explorer.buttons["undo"].click()
+    assert second in [f["row"] for r in explorer.matches.rows for f in r["faces"]]
     explorer.buttons["unknown"].click()
     assert sorted(explorer.selected) == sorted(np.flatnonzero(explorer.labels < 0).tolist())
 
 
-def test_export_from_the_explorer_writes_names(explorer, tmp_path):
+def test_export_from_the_explorer_writes_names_into_new_folders(explorer, tmp_path):
     label = int(explorer.view.clusters[0])
     explorer.session.name(label, "../../etc")
-    path = explorer.export(tmp_path / "faces", "csv")
+    path = explorer.export(tmp_path / "new" / "deeper" / "faces", "csv")  # folders that do not exist yet
     text = path.read_text()
     assert path.suffix == ".csv" and "../../etc" in text
+    unnamed = [int(c) for c in explorer.view.clusters if int(c) != label]
+    assert f",{unnamed[0]},cluster {unnamed[0]}," in text  # the name the page shows, not an empty one
+    records = json.loads(explorer.export(tmp_path / "other" / "faces.json", "json").read_text())["faces"]
+    assert all(r["name"] for r in records if r["cluster"] >= 0)
     summary = explorer.export(tmp_path / "folders", "symlink")
     assert summary["files"] >= 1 and not summary["errors"]
     assert all(p.resolve().is_relative_to((tmp_path / "folders").resolve()) or p.is_symlink()
                for p in (tmp_path / "folders").rglob("*"))
     assert not (tmp_path / "etc").exists()
+    panel = explorer.export_panel
+    panel.path.value, panel.format.value = str(tmp_path / "folders"), "copy"
+    panel.button.click()  # not empty any more: refused, and said so
+    assert "export failed" in panel.result.value and "not an empty folder" in panel.result.value
+    panel.path.value = str(tmp_path / "third" / "t.csv")
+    assert panel.result.value == ""  # an old message never stays next to a new request
+    panel.format.value = "csv"
+    panel.button.click()
+    assert "✓ wrote" in panel.result.value and "failed" not in panel.result.value
+
+
+def test_gallery_says_how_many_clusters_and_pages_through_all_of_them(tmp_path):
+    blocks, _ = make_identity_features(n_ids=40, per_id=4, d2=32, blocks_3d={"shape": 6}, noise2=0.05)
+    explorer = ClusterExplorer(None, blocks, background=False, projection="pca", mesh=False, n_clusters=40)
+    panel = explorer.gallery_panel
+    total = explorer.view.n_clusters
+    assert total > 30 and f"of <b>{total}</b>" in panel.count.value
+    seen = {r["label"] for r in explorer.gallery.rows if r["label"] >= 0}
+    assert len(seen) == 30 and not panel.next.disabled
+    panel.next.click()
+    seen |= {r["label"] for r in explorer.gallery.rows if r["label"] >= 0}
+    assert seen == set(explorer.view.clusters.tolist()) and panel.next.disabled
+    label = int(explorer.view.clusters[0])
+    explorer.session.name(label, "Ada Lovelace")
+    explorer._show_view(explorer.view)
+    panel.filter.value = "lovelace"
+    assert [r["label"] for r in explorer.gallery.rows if r["label"] >= 0] == [label]
+    assert "of <b>1</b> matching" in panel.count.value
+
+
+def test_the_face_panel_standardises_with_the_stores_own_settings(store):
+    run = store.read_json("run")
+    spec = json.loads((store.root / "stages" / f"{run['stages']['standardise']}.json").read_text())
+    spec["params"]["clahe"] = False  # as if this store had been made without CLAHE
+    (store.root / "stages" / f"{run['stages']['standardise']}.json").write_text(json.dumps(spec))
+    explorer = ClusterExplorer(store, background=False, mesh=False)
+    assert explorer.faces.standardise_config.clahe is False
+    assert explorer.face.steps[1].value and explorer.face.steps[2].value == b""  # no CLAHE step to show
 
 
 def test_explorer_on_features_alone(tmp_path):

@@ -374,7 +374,8 @@ class HybridClustering(ClusterMixin, BaseEstimator):
             more = run(best, self.n_init - 1)
             result = more if more.inertia < result.inertia else result
         floor_text = f" (at least {floor}: the largest photo's faces)" if floor > 1 else ""
-        how = (f"the silhouette peak nearest the previous k={previous} (warm start; {len(results)} k scored)"
+        how = (f"k near the previous k={previous} (warm start: the silhouette peak nearest it; {len(results)} k "
+               "scored)"
                if self.warm_start and previous is not None else f"{len(results)} k scored in {lo}..{hi}")
         self.n_clusters_reason_ = (f"{db_text}; k={best} has the highest silhouette ({best_score:.3f}) on the fused "
                                    f"distance among the {how}{floor_text}.")

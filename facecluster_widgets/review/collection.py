@@ -9,6 +9,7 @@ to the rows of the store's table, with which the store's arrays are aligned.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -24,6 +25,7 @@ from ..features import Features
 from ..io.images import read_image, thumbnail
 from ..io.table import photo_groups
 from ..pipeline.stages import detections_from
+from ..standardize import StandardiseConfig
 from ..store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,38 @@ class FaceCollection:
             name = Path(path).name
             names.append(f"{name} #{int(index) + 1}" if n > 1 else name)
         return names
+
+    @cached_property
+    def relative_names(self) -> list[str]:
+        """Each face's path relative to the collection's common folder ("person_042/frontal/10.jpg", not an
+        ambiguous "10.jpg"), plus ``#i`` for the i-th face of a group photo."""
+        if "path" not in self.table or not len(self.table):
+            return list(self.file_names)
+        paths = [os.path.abspath(str(p)) for p in self.table["path"]]
+        try:
+            root = os.path.commonpath(paths)
+        except ValueError:  # paths on different drives
+            return list(self.file_names)
+        if root in paths:  # a single photo: its own folder is the root
+            root = os.path.dirname(root)
+        multi = self.table.groupby("path")["path"].transform("size").to_numpy()
+        return [Path(os.path.relpath(p, root)).as_posix() + (f" #{int(i) + 1}" if n > 1 else "")
+                for p, i, n in zip(paths, self.table["face_index"], multi, strict=True)]
+
+    @cached_property
+    def standardise_config(self) -> StandardiseConfig:
+        """The standardisation settings this store's faces were made with (its run's ``standardise`` stage), so a
+        view recomputing the steps shows what the pipeline did; the defaults without a store."""
+        key = self._run.get("stages", {}).get("standardise")
+        if self.store is None or key is None:
+            return StandardiseConfig()
+        path = self.store.root / "stages" / f"{key}.json"
+        try:
+            params = dict(json.loads(path.read_text())["params"])
+            params["tile_grid"] = tuple(params.get("tile_grid", StandardiseConfig.tile_grid))
+            return StandardiseConfig(**params)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise FaceclusterError(f"{path}: cannot read the standardisation settings of this store ({exc})") from exc
 
     def column(self, name: str) -> np.ndarray | None:
         """A table column as an array, or ``None`` when the table has no such column (e.g. yaw without a mesh)."""

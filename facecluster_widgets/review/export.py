@@ -83,8 +83,9 @@ def export_table(frame: pd.DataFrame, path: str | os.PathLike, fmt: str | None =
         raise ExportError(f"{path}: export format must be csv or json, got {fmt!r}")
     if path.is_dir():
         raise ExportError(f"{path}: is a folder; give a file name ending in .{fmt}")
-    if not path.parent.is_dir():
-        raise ExportError(f"{path.parent}: folder does not exist")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise ExportError(f"{path.parent}: is a file, not a folder")
+    path.parent.mkdir(parents=True, exist_ok=True)  # as the folder export does: a new folder is made
     if fmt == "csv":
         text = _defuse_formulas(frame).to_csv(index=False)
     else:

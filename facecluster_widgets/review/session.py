@@ -15,6 +15,7 @@ everything that touches the estimator or the edit log.
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import os
 import threading
@@ -81,6 +82,7 @@ class ClusterView:
     timings: dict[str, float]
     unplaced: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    preview: bool = False  # a quick look (k from the last run) that a full update will replace
 
     @property
     def clusters(self) -> np.ndarray:
@@ -118,6 +120,18 @@ class GalleryRow:
         return int(self.rows.size)
 
 
+@dataclass(frozen=True)
+class ClusterPair:
+    """Two clusters that may be one person: ``distance`` is the mean fused distance of each one's faces to the
+    other's centroid (averaged both ways); ``gap`` is how much farther that is than their own faces sit from their
+    own centroids (small: the two overlap)."""
+
+    a: int
+    b: int
+    distance: float
+    gap: float
+
+
 @dataclass
 class _Cache:
     number: int = -1
@@ -146,12 +160,14 @@ class ClusterSession:
         if edits is None:
             edits = EditLog.load(faces.store) if faces.store is not None else EditLog()
         self.edits = edits
+        self._undone: list[Edit] = []  # corrections undone, newest last: what redo puts back
         self.model: HybridClustering | None = None
         self._view: ClusterView | None = None
         self._raw: np.ndarray | None = None
         self._lock = threading.RLock()
         self._cache = _Cache()
         self._maps = ProjectionCache()
+        self._numbers = itertools.count()  # every view, previews included, gets its own number (caches key on it)
 
     @classmethod
     def from_store(cls, store: Store | str | os.PathLike, **options: object) -> ClusterSession:
@@ -198,13 +214,39 @@ class ClusterSession:
         applied = self.edits.apply(self._raw, self.faces.face_ids)
         timings = {**timings, "edits": time.perf_counter() - tick}
         timings["total"] = seconds + timings["edits"]
-        number = self._view.number + 1 if self._view is not None else 0
+        number = next(self._numbers)
         if self.persist_error:
             notes = (*notes, f"corrections not saved: {self.persist_error}")
         self._view = ClusterView(number=number, params=dict(self.params), raw_labels=self._raw,
                                  labels=applied.labels, names=applied.names, reason=self.model.n_clusters_reason_,
                                  timings=timings, unplaced=applied.unplaced, warnings=notes)
         return self._view
+
+    def preview(self, **params: object) -> ClusterView | None:
+        """A quick look at ``params`` while :meth:`update` chooses k: the same DBSCAN, then ONE K-Means++ start
+        with the k chosen last time, on a copy of the estimator (the session's state is untouched). ``None`` when
+        there is nothing quicker to show (k fixed by the user, a fusion change, no clustering yet, or an error)."""
+        with self._lock:
+            new = {**self.params, **params}
+            if (self.model is None or new["n_clusters"] != "auto" or new["fusion"] != self.params["fusion"]
+                    or not getattr(self.model, "n_clusters_", 0)):
+                return None
+            start = time.perf_counter()
+            k = int(self.model.n_clusters_)
+            quick = copy.copy(self.model)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    quick.refit(**{**new, "n_clusters": k, "n_init": 1})
+            except ValueError:  # e.g. fewer faces kept by DBSCAN than k: the full update says why
+                return None
+            raw = align_labels(self._raw, np.asarray(quick.labels_, dtype=np.int64))
+            applied = self.edits.apply(raw, self.faces.face_ids)
+            seconds = time.perf_counter() - start
+            return ClusterView(number=next(self._numbers), params=new, raw_labels=raw, labels=applied.labels,
+                               names=applied.names, reason=f"a first look with k = {k} from the last run; "
+                               "choosing k for these settings…", timings={**quick.timings_, "total": seconds},
+                               unplaced=applied.unplaced, preview=True)
 
     @property
     def valid_rows(self) -> np.ndarray:
@@ -294,6 +336,30 @@ class ClusterSession:
         if noise.size:
             rows.append(GalleryRow(-1, NOISE_NAME, noise, float("nan")))
         return rows
+
+    def similar_pairs(self, n: int = 10, view: ClusterView | None = None) -> list[ClusterPair]:
+        """The ``n`` pairs of clusters nearest each other, nearest first: the "same person?" suggestions."""
+        view = view or self.view
+        clusters, dist = self.centroid_distances(view)
+        k = clusters.size
+        if k < 2:
+            return []
+        rows = np.flatnonzero((view.labels >= 0) & np.isfinite(dist).all(axis=1))
+        codes = np.searchsorted(clusters, view.labels[rows])
+        sums = np.zeros((k, k))
+        np.add.at(sums, codes, dist[rows])
+        counts = np.bincount(codes, minlength=k).astype(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = sums / counts[:, None]  # mean[a, b]: faces of a to the centroid of b
+        between = (mean + mean.T) / 2
+        own = np.diag(mean)
+        gap = between - (own[:, None] + own[None, :]) / 2
+        a, b = np.triu_indices(k, 1)
+        score = between[a, b]
+        keep = np.isfinite(score)
+        order = np.argsort(np.where(keep, score, np.inf), kind="stable")[: max(0, int(n))]
+        return [ClusterPair(int(clusters[a[i]]), int(clusters[b[i]]), float(score[i]), float(gap[a[i], b[i]]))
+                for i in order if keep[i]]
 
     def unknown_pool(self, view: ClusterView | None = None) -> np.ndarray:
         """The faces in no cluster, nearest to some cluster's centroid first (faces without features last)."""
@@ -405,6 +471,7 @@ class ClusterSession:
     def _record(self, *edits: Edit) -> ClusterView:
         for edit in edits:
             self.edits.add(edit)
+        self._undone.clear()  # a new correction ends the redo history, as in any editor
         return self._save_and_publish()
 
     def _save_and_publish(self) -> ClusterView:
@@ -466,8 +533,36 @@ class ClusterSession:
             return self._record(Edit("name", anchor=self._members(label), name=name))
 
     def undo(self) -> ClusterView:
-        """Drop the last correction."""
+        """Drop the last correction (:meth:`redo` puts it back)."""
         with self._lock:
-            if self.edits.undo() is None:
+            edit = self.edits.undo()
+            if edit is None:
                 raise EditError("no correction to undo")
+            self._undone.append(edit)
             return self._save_and_publish()
+
+    def redo(self) -> ClusterView:
+        """Put back the correction undone last."""
+        with self._lock:
+            if not self._undone:
+                raise EditError("no undone correction to redo")
+            self.edits.add(self._undone.pop())
+            return self._save_and_publish()
+
+    @property
+    def can_undo(self) -> bool:
+        return len(self.edits) > 0
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._undone)
+
+    def reject(self, rows: Sequence[int], label: int) -> ClusterView:
+        """Mark faces (e.g. possible matches, in no cluster) as not the person of cluster ``label``: they leave
+        its queue of possible matches and never join it through re-clustering."""
+        with self._lock:
+            faces = self._ids(rows)
+            anchor = tuple(f for f in self._members(label) if f not in set(faces))
+            if not anchor:
+                raise EditError(f"every face of {self.view.name_of(label)} is selected: nothing to compare with")
+            return self._record(Edit("not_person", faces=faces, anchor=anchor))

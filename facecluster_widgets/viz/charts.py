@@ -11,6 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..descriptors import CURVATURE_REGIONS, GAUSS_CURVATURE_EDGES, MEAN_CURVATURE_EDGES
+from .private import PrivateFigure, private
 
 #: Titles of the scores a sweep computes.
 SCORE_TITLES = {"silhouette": "silhouette (fused distance)", "ari": "ARI", "nmi": "NMI", "purity": "purity",
@@ -42,7 +43,7 @@ def sweep_heatmap(frame: pd.DataFrame, metric: str = "silhouette", *, widget: bo
                        colorbar={"title": {"text": metric}, "thickness": 12},
                        hovertemplate=("ε %{x:.2f}, λ %{y:.2f}<br>" + SCORE_TITLES.get(metric, metric)
                                       + " %{z:.3f}<br>%{text}<extra></extra>"))
-    fig = (go.FigureWidget if widget else go.Figure)(data=[trace])
+    fig = private((go.FigureWidget if widget else PrivateFigure)(data=[trace]))
     if best is not None:
         fig.add_trace(go.Scatter(x=np.array([eps[best[1]]], np.float32), y=np.array([lam[best[0]]], np.float32),
                                  mode="markers", marker={"symbol": "star", "size": 14, "color": "white",
@@ -62,7 +63,7 @@ def json_gaps(values: np.ndarray) -> list:
 def lam_curve(frame: pd.DataFrame, scores: Sequence[str] = ("ari", "silhouette"), *, marker: float | None = None,
               height: int = 320) -> go.Figure:
     """Scores along λ (the ``lam_sweep`` table of :func:`facecluster_widgets.evaluation.evaluate.evaluate`)."""
-    fig = go.Figure()
+    fig = PrivateFigure()
     lam = frame["lam"].to_numpy(np.float32)
     for score in scores:
         if score in frame:
@@ -78,11 +79,10 @@ def lam_curve(frame: pd.DataFrame, scores: Sequence[str] = ("ari", "silhouette")
 def curvature_histograms(blocks: Mapping[str, np.ndarray], *, height: int = 420) -> go.Figure:
     """The ``curvature`` descriptor of a few faces, region by region: area shares per bin of mean curvature (top
     row) and Gaussian curvature (bottom row). ``blocks`` maps a legend name (escaped) to one face's block."""
-    from plotly.subplots import make_subplots
 
     regions = list(CURVATURE_REGIONS)
     n_mean, n_gauss = len(MEAN_CURVATURE_EDGES) - 1, len(GAUSS_CURVATURE_EDGES) - 1
-    fig = make_subplots(rows=2, cols=len(regions), subplot_titles=[r.replace("_", " ") for r in regions],
+    fig = _private_subplots(rows=2, cols=len(regions), subplot_titles=[r.replace("_", " ") for r in regions],
                         vertical_spacing=0.18, horizontal_spacing=0.04, shared_yaxes=True)
     mean_ticks = [f"{a:g}…{b:g}" for a, b in zip(MEAN_CURVATURE_EDGES[:-1], MEAN_CURVATURE_EDGES[1:], strict=True)]
     gauss_ticks = [f"{a:g}…{b:g}" for a, b in zip(GAUSS_CURVATURE_EDGES[:-1], GAUSS_CURVATURE_EDGES[1:], strict=True)]
@@ -104,3 +104,10 @@ def curvature_histograms(blocks: Mapping[str, np.ndarray], *, height: int = 420)
     fig.update_yaxes(title_text="area share, H·d", row=1, col=1)
     fig.update_yaxes(title_text="area share, K·d²", row=2, col=1)
     return fig
+
+
+def _private_subplots(**kwargs) -> go.Figure:
+    """``make_subplots`` as a :class:`PrivateFigure` (the grid kept, so ``row=``/``col=`` still work)."""
+    from plotly.subplots import make_subplots
+
+    return PrivateFigure(make_subplots(**kwargs))

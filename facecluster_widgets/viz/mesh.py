@@ -142,8 +142,14 @@ def update_mesh_plot(plot: k3d.Plot, surface: Surface) -> None:
         mesh.vertices, mesh.indices, mesh.attribute = surface.vertices, surface.triangles, surface.curvature
     points, indices, ends = _path_buffers(surface.paths)
     if indices.size:  # a face without paths only hides the old ones (empty buffers upset traitlets' comparison)
-        with lines.hold_sync():
-            lines.vertices, lines.indices = points, indices
+        # The browser applies vertices and indices one message at a time: send them in the order that never has
+        # an index beyond the vertices (k3d logs "index N reaches beyond N vertices" otherwise).
+        if points.shape[0] >= np.asarray(lines.vertices).shape[0]:
+            lines.vertices = points
+            lines.indices = indices
+        else:
+            lines.indices = indices
+            lines.vertices = points
         markers.positions = ends
     lines.visible = markers.visible = bool(indices.size)
     plot.camera = front_camera(surface.vertices)

@@ -19,6 +19,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
+from .private import PrivateFigure, private
+
 #: Cluster colours: 24 dark then 24 light distinct hues, cycled for more clusters (ids are kept stable between
 #: slider moves, so a colour means the same cluster as long as it exists).
 PALETTE: tuple[str, ...] = tuple(qualitative.Dark24) + tuple(qualitative.Light24)
@@ -31,6 +33,10 @@ POINT_SIZE = 8.0
 NOISE_SIZE = 8.0
 #: The colour code of "no cluster / no value" on the stepped scale (the palette takes codes 0..47).
 GREY = len(PALETTE)
+#: Clusters whose id is written at their centre on the map (largest first): 48 colours repeat over ~120 clusters.
+CENTRE_LABELS = 150
+#: Opacity of the faces outside a selection (the selection itself is drawn at full opacity).
+FADED = 0.35
 
 
 def stepped_scale(colours: Sequence[str]) -> list[list]:
@@ -43,6 +49,8 @@ def stepped_scale(colours: Sequence[str]) -> list[list]:
 
 
 _CATEGORICAL = stepped_scale([*PALETTE, NOISE_COLOUR])
+#: Yaw: blue (turned one way) through a mid grey-violet (frontal) to red (the other way); no white.
+YAW_SCALE = [[0.0, "#2c3e9e"], [0.5, "#8a6fa8"], [1.0, "#c0262d"]]
 _NOISE_SCALE = stepped_scale(["#1f77b4", "#d62728"])
 
 
@@ -91,7 +99,8 @@ def colouring(labels: np.ndarray, color_by: str = "cluster", values: Sequence | 
     numbers = np.asarray(values if values is not None else np.full(len(labels), np.nan), dtype=np.float32)
     finite = numbers[np.isfinite(numbers)]
     span = float(np.abs(finite).max()) if finite.size else 1.0
-    return Colouring(np.nan_to_num(numbers, nan=0.0).astype(np.float32), "RdBu", -span, span, True, color_by)
+    # a diverging scale with no white in its middle: frontal faces (yaw ~0) must stay visible on a white map
+    return Colouring(np.nan_to_num(numbers, nan=0.0).astype(np.float32), YAW_SCALE, -span, span, True, color_by)
 
 
 def _categorical(codes: np.ndarray) -> Colouring:
@@ -100,8 +109,25 @@ def _categorical(codes: np.ndarray) -> Colouring:
 
 
 def hover_texts(names: Sequence[str]) -> np.ndarray:
-    """Hover text per face: its file name, HTML-escaped (plotly renders tags in hover labels)."""
+    """Hover text per face: its path, HTML-escaped (plotly renders tags in hover labels)."""
     return np.array([html.escape(str(n)) for n in names], dtype=object)
+
+
+def cluster_centres(xy: np.ndarray, labels: np.ndarray, names: dict[int, str] | None = None,
+                    limit: int = CENTRE_LABELS) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Where to write each cluster's id: the median position of its faces (the ``limit`` largest clusters);
+    named clusters show their name. Returns x, y (float32) and the texts."""
+    labels = np.asarray(labels)
+    ok = (labels >= 0) & np.isfinite(xy).all(axis=1)
+    ids, counts = np.unique(labels[ok], return_counts=True)
+    order = np.argsort(-counts, kind="stable")[:limit]
+    xs, ys, texts = [], [], []
+    for label in ids[order].tolist():
+        members = xy[ok & (labels == label)]
+        xs.append(float(np.median(members[:, 0])))
+        ys.append(float(np.median(members[:, 1])))
+        texts.append(html.escape((names or {}).get(label, str(label))))
+    return np.asarray(xs, np.float32), np.asarray(ys, np.float32), texts
 
 
 def _layers(xy: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -126,25 +152,29 @@ def projection_figure(xy: np.ndarray, labels: np.ndarray, *, hover_text: Sequenc
     sizes, cross_x, cross_y = _layers(xy, labels)
     text = None if hover_text is None else np.asarray(hover_text, dtype=object)
     common = {"mode": "markers", "text": text, "hovertemplate": "%{text}<extra></extra>" if text is not None else None,
-              "selected": {"marker": {"opacity": 1.0}}, "unselected": {"marker": {"opacity": 0.25}},
+              "selected": {"marker": {"opacity": 1.0}}, "unselected": {"marker": {"opacity": FADED}},
               "showlegend": False}
     dots = go.Scattergl(x=np.ascontiguousarray(xy[:, 0]), y=np.ascontiguousarray(xy[:, 1]), name="faces",
                         marker={**colours, "size": sizes, "line": {"width": 0}}, **common)
     crosses = go.Scattergl(x=cross_x, y=cross_y, name="no cluster",
                            marker={**colours, "showscale": False, "size": NOISE_SIZE, "symbol": NOISE_SYMBOL},
                            **common)
+    cx, cy, ctext = cluster_centres(xy, labels)
+    centres = go.Scatter(x=cx, y=cy, text=ctext, mode="text", name="cluster ids", hoverinfo="skip",
+                         textfont={"size": 11, "color": "#222"}, showlegend=False)
     layout = go.Layout(
         height=height, margin={"l": 10, "r": 10, "t": 36 if title else 10, "b": 10}, dragmode="lasso",
         hovermode="closest", title={"text": html.escape(title), "x": 0.01} if title else None,
         xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"}, plot_bgcolor="white",
         uirevision="keep",  # zoom and pan survive restyles
     )
-    factory = go.FigureWidget if widget else go.Figure
-    return factory(data=[dots, crosses], layout=layout)
+    factory = go.FigureWidget if widget else PrivateFigure
+    return private(factory(data=[dots, crosses, centres], layout=layout))
 
 
 def update_projection(fig: go.Figure, labels: np.ndarray, *, color_by: str = "cluster",
-                      values: Sequence | None = None, xy: np.ndarray | None = None) -> None:
+                      values: Sequence | None = None, xy: np.ndarray | None = None,
+                      names: dict[int, str] | None = None) -> None:
     """Restyle the scatter for new labels (and optionally new coordinates) in one message to the browser."""
     colours = colouring(labels, color_by, values).marker()
     dots, crosses = fig.data[0], fig.data[1]
@@ -160,11 +190,19 @@ def update_projection(fig: go.Figure, labels: np.ndarray, *, color_by: str = "cl
         dots.marker.update({**colours, "size": sizes})
         crosses.x, crosses.y = cross_x, cross_y
         crosses.marker.update({**colours, "showscale": False})
+        if len(fig.data) > 2:
+            fig.data[2].x, fig.data[2].y, fig.data[2].text = cluster_centres(xy, labels, names)
 
 
-def select_points(fig: go.Figure, rows: Sequence[int] | None) -> None:
-    """Highlight faces ``rows`` (others fade) in both traces; ``None`` or empty clears the selection."""
+def select_points(fig: go.Figure, rows: Sequence[int] | None, *, keep_outline: bool = False) -> None:
+    """Highlight faces ``rows`` (others fade) in both traces; ``None`` or empty clears the selection.
+
+    The lasso's outline stays only when this selection IS the lasso's (``keep_outline``): a selection made
+    elsewhere (gallery, code) removes it, so the map never shows one selection while the edit panel acts on another.
+    """
     chosen = None if rows is None or len(rows) == 0 else [int(r) for r in rows]
     with fig.batch_update():
         for trace in fig.data[:2]:
             trace.selectedpoints = chosen
+        if not keep_outline and fig.layout.selections:
+            fig.layout.selections = ()

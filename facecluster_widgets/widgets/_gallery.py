@@ -1,4 +1,5 @@
-"""The cluster gallery: one row of thumbnails per cluster (noise last), clicking selects faces.
+"""The cluster gallery: one row of thumbnails per cluster (noise last), clicking selects faces; paged and filtered
+by :class:`GalleryPanel`.
 
 An anywidget whose state is three traitlets, nothing else: ``rows`` (what to draw, from Python), ``selected``
 (face rows, both ways) and ``focus`` (the face clicked last, both ways). The browser code builds the DOM with
@@ -8,8 +9,15 @@ image sources are accepted only as ``data:image/`` URIs.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import anywidget
+import ipywidgets as w
 import traitlets
+
+#: Clusters per gallery page and faces drawn per cluster (the rest is counted: "+37").
+PAGE = 30
+FACES = 12
 
 _ESM = r"""
 function render({ model, el }) {
@@ -106,3 +114,75 @@ class Gallery(anywidget.AnyWidget):
     rows = traitlets.List(traitlets.Dict()).tag(sync=True)
     selected = traitlets.List(traitlets.Int()).tag(sync=True)
     focus = traitlets.Int(-1).tag(sync=True)
+
+
+class GalleryPanel(w.VBox):
+    """The explorer's Gallery tab: orders, a filter (file name or cluster name, smallest size), and pages of
+    :data:`PAGE` clusters with "clusters 31–60 of 121" so no cluster is silently left out.
+
+    ``rows_for(cluster_order, face_order)`` gives the explorer's gallery rows (noise row last); ``names`` the text
+    a filter matches (each face's path relative to the collection); ``thumbs.uri(row)`` its picture.
+    """
+
+    def __init__(self, rows_for: Callable[[str, str], list], names: Sequence[str], thumbs: object) -> None:
+        self._rows_for, self._names, self._thumbs = rows_for, names, thumbs
+        self.page = 0
+        self.gallery = Gallery()
+        self.gallery.add_class("fc-gallery-widget")
+        self.cluster_order = w.Dropdown(options=[("largest first", "size"), ("tightest first", "spread"),
+                                                 ("by name", "name")], value="size", description="clusters",
+                                        layout=w.Layout(width="200px"))
+        self.face_order = w.Dropdown(options=[("closest to centre", "closest"), ("farthest first", "farthest")],
+                                     value="closest", description="faces", layout=w.Layout(width="200px"))
+        self.filter = w.Text(placeholder="filter: file or cluster name", layout=w.Layout(width="220px"),
+                             continuous_update=False)
+        self.min_size = w.BoundedIntText(value=1, min=1, max=100_000, description="size ≥",
+                                         layout=w.Layout(width="120px"), style={"description_width": "initial"})
+        self.previous = w.Button(description="◀", tooltip="previous page", layout=w.Layout(width="36px"))
+        self.next = w.Button(description="▶", tooltip="next page", layout=w.Layout(width="36px"))
+        self.count = w.HTML()
+        self.count.add_class("fc-gallery-count")
+        for control in (self.cluster_order, self.face_order, self.filter, self.min_size):
+            control.observe(lambda _c: self.refresh(first_page=True), names=["value"])
+        self.previous.on_click(lambda _b: self.turn(-1))
+        self.next.on_click(lambda _b: self.turn(+1))
+        super().__init__([w.HBox([self.cluster_order, self.face_order, self.filter, self.min_size]),
+                          w.HBox([self.previous, self.next, self.count], layout=w.Layout(align_items="center")),
+                          self.gallery])
+        self._view = None
+
+    def _matching(self) -> tuple[list, list]:
+        rows = self._rows_for(self.cluster_order.value, self.face_order.value)
+        needle = self.filter.value.strip().casefold()
+        clusters, noise = [], []
+        for r in rows:
+            if r.label >= 0 and r.size < self.min_size.value:
+                continue
+            if needle and needle not in r.name.casefold() and not any(
+                    needle in self._names[int(x)].casefold() for x in r.rows):
+                continue
+            (clusters if r.label >= 0 else noise).append(r)
+        return clusters, noise
+
+    def turn(self, step: int) -> None:
+        self.page += step
+        self.refresh()
+
+    def refresh(self, first_page: bool = False) -> None:
+        clusters, noise = self._matching()
+        total = len(clusters)
+        pages = max(1, -(-total // PAGE))
+        self.page = 0 if first_page else min(max(self.page, 0), pages - 1)
+        start = self.page * PAGE
+        shown = clusters[start:start + PAGE]
+        self.previous.disabled, self.next.disabled = self.page == 0, self.page >= pages - 1
+        filtered = " matching the filter" if self.filter.value.strip() or self.min_size.value > 1 else ""
+        self.count.value = (f"<small>clusters {start + 1 if shown else 0}–{start + len(shown)} of <b>{total}</b>"
+                            f"{filtered} · page {self.page + 1} of {pages}</small>")
+        names = self._names
+        last_page = self.page >= pages - 1
+        self.gallery.rows = [{
+            "label": int(r.label), "title": f"{r.name} · {r.size}", "members": [int(x) for x in r.rows],
+            "faces": [{"row": int(x), "src": self._thumbs.uri(int(x)), "tip": names[int(x)]}
+                      for x in r.rows[:FACES]],
+            "more": max(0, r.size - FACES)} for r in shown + (noise if last_page else [])]

@@ -2,18 +2,17 @@
 result and take it out.
 
 A thin view over :class:`~facecluster_widgets.review.session.ClusterSession` (all computation lives there and is tested
-without a browser). Slider moves are debounced and clustered on a worker thread, so the notebook stays usable
-during a long run; each run carries a generation number and a result that is no longer the newest is dropped
-(the "stale result" guard). Errors land in an ``ipywidgets.Output`` inside the widget and the previous result
-stays on screen. Selection is one list of face rows shared by the scatter (click, lasso), the gallery and the
-edit panel.
+without a browser). The explorer composes panels (face, gallery, edit, export: one module each) and hands slider
+moves to :class:`~.scheduler.LatestOnly`, which clusters on a worker thread and runs only the newest request;
+with k = "auto" it first shows a quick result (the last k, one K-Means++ start) and then the one with k chosen
+again. Errors land in an ``ipywidgets.Output`` inside the widget and the previous result stays on screen.
+Selection is ONE list of face rows shown the same by the map (click, lasso), the gallery and the edit panel.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 import traceback
 from collections.abc import Sequence
@@ -28,25 +27,33 @@ from ..errors import FaceclusterError
 from ..features import Features
 from ..io.datasets import FaceSource
 from ..review.collection import FaceCollection
-from ..review.export import assignments, export_folders, export_table
 from ..review.projection import METHODS as PROJECTIONS
 from ..review.projection import default_method
 from ..review.session import ClusterSession, ClusterView
-from ..standardize import StandardiseConfig, standardise
 from ..store import Store, open_store
 from ..viz.scatter import COLOR_BY, hover_texts, projection_figure, select_points, update_projection
-from ._gallery import Gallery
-from ._thumbs import Thumbnails, crop_around, draw_landmarks, encode, esc
-from .mesh_viewer import MeshViewer
+from ._edit_panel import EditPanel
+from ._export_panel import ExportPanel, export_view
+from ._face_panel import FacePanel
+from ._gallery import GalleryPanel
+from ._hover import HoverCard
+from ._thumbs import Thumbnails, esc
+from .scheduler import LatestOnly, run_now
 
 log = logging.getLogger(__name__)
 
-#: Quiet time after the last slider move before clustering starts (seconds).
-DEBOUNCE = 0.25
-#: Clusters drawn in the gallery (largest first by default) and faces per row; the rest is counted, not drawn.
-GALLERY_CLUSTERS = 30
-GALLERY_FACES = 12
-MATCHES = 12
+#: Quiet time after a change before clustering starts (seconds). Sliders send one value on release
+#: (``continuous_update=False``), so this only merges changes made together (keyboard, code).
+DEBOUNCE = 0.02
+#: What each control means, shown as its tooltip and in the help line.
+HELP = {
+    "eps": "ε: DBSCAN's radius on the fused distance. Faces with fewer than MinPts others within ε are noise "
+           "(crosses); larger ε keeps more faces.",
+    "min_samples": "MinPts: how many faces within ε make a face dense enough to keep.",
+    "lam": "λ: weight of the 2D embedding in the fused distance (1 = 2D only, 0 = 3D shape only).",
+    "k": "k: how many clusters K-Means++ makes of the faces DBSCAN keeps; tick 'auto k' to choose it by the "
+         "silhouette.",
+}
 
 
 def as_collection(store_or_faces: object, features: Features | dict | None = None) -> FaceCollection:
@@ -74,6 +81,10 @@ def as_collection(store_or_faces: object, features: Features | dict | None = Non
     raise FaceclusterError(f"ClusterExplorer cannot read faces from a {type(store_or_faces).__name__}")
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 class ClusterExplorer(w.VBox):
     """``ClusterExplorer(store_or_faces, features=None, **params)``: the explorer widget.
 
@@ -92,26 +103,35 @@ class ClusterExplorer(w.VBox):
         faces = session.faces if session is not None else as_collection(store_or_faces, features)
         self.faces = faces
         self.session = session or ClusterSession(faces, **params)
-        self.background, self.debounce = background, debounce
+        self.background = background
         self.thumbs = Thumbnails(faces)
-        self._state_lock = threading.Lock()  # generation counter and timer
-        self._run_lock = threading.Lock()    # one clustering at a time
-        self._view_lock = threading.RLock()  # one redraw at a time
-        self._generation = 0
-        self._timer: threading.Timer | None = None
-        self._projection_generation = 0
-        self._projection_thread: threading.Thread | None = None
-        self._matches_for: int | None = None
-        self._holding = False  # set() moves several controls and runs once
         self.last_error: str | None = None
+        self._holding = False  # set() moves several controls and runs once
+        self._lasso = False  # the current selection came from the map's lasso (its outline stays)
+        submit = None if background else run_now
+        self.clustering = LatestOnly(self._cluster, debounce=debounce if background else 0.0, submit=submit,
+                                     on_error=lambda exc: self._report(exc, "clustering failed"))
+        self.mapping = LatestOnly(self._remap, submit=submit,
+                                  on_error=lambda exc: self._report(exc, "the map failed; the previous map is kept"))
         view = self.session.view
         self._build_controls(view.params, projection or default_method(len(faces)))
-        self._build_panels(mesh)
+        self.face = FacePanel(faces, mesh)
+        self.mesh = self.face.mesh
+        self.gallery_panel = GalleryPanel(
+            lambda cluster_order, face_order: self.session.gallery(self.view, cluster_order=cluster_order,
+                                                                   face_order=face_order),
+            faces.relative_names, self.thumbs)
+        self.gallery = self.gallery_panel.gallery
+        self.edit = EditPanel(self, self._guard)
+        self.buttons = self.edit.buttons
+        self.matches = self.edit.matches
+        self.export_panel = ExportPanel(lambda path, fmt: self.export(path, fmt))
         self.map_xy = self.session.projection(self.projection.value)
         self._map_changed = False
-        self.figure = projection_figure(self.map_xy, view.labels, hover_text=hover_texts(faces.file_names),
+        self.figure = projection_figure(self.map_xy, view.labels, hover_text=hover_texts(faces.relative_names),
                                         height=470, color_by="cluster")
-        for trace in self.figure.data:  # point i of either trace is face i
+        self.hover_card = HoverCard()
+        for trace in self.figure.data[:2]:  # point i of either trace is face i
             trace.on_hover(self._on_hover)
             trace.on_click(self._on_click)
         # Selection from the dots trace only: it holds every face (noise dots have size 0 but a position), so a
@@ -127,33 +147,41 @@ class ClusterExplorer(w.VBox):
         self.observe(self._on_selected, names=["selected"])
         self.observe(self._on_focus, names=["focus"])
         self._show_view(view)
-        rows = self.session.gallery(view)
-        start = int(rows[0].rows[0]) if rows and rows[0].label >= 0 and rows[0].rows.size else 0
-        self.focus = start
+        self.focus = self.representative_face(view)
 
     # -- building ------------------------------------------------------------------------------
     def _build_controls(self, params: dict, projection: str) -> None:
         style = {"description_width": "initial"}
         row = w.Layout(width="230px")
         self.eps = w.FloatSlider(value=float(params["eps"]), min=0.05, max=1.5, step=0.01, description="ε",
-                                 continuous_update=False, readout_format=".2f", layout=row, style=style)
+                                 tooltip=HELP["eps"], continuous_update=False, readout_format=".2f", layout=row,
+                                 style=style)
         self.min_samples = w.IntSlider(value=int(params["min_samples"]), min=1, max=20, description="MinPts",
-                                       continuous_update=False, layout=row, style=style)
+                                       tooltip=HELP["min_samples"], continuous_update=False, layout=row, style=style)
         self.lam = w.FloatSlider(value=float(params["lam"]), min=0.0, max=1.0, step=0.05, description="λ (2D)",
-                                 continuous_update=False, readout_format=".2f", layout=row, style=style)
+                                 tooltip=HELP["lam"], continuous_update=False, readout_format=".2f", layout=row,
+                                 style=style)
         auto = params["n_clusters"] == "auto"
         n_max = max(2, min(300, len(self.faces) - 1))
         self.k = w.IntSlider(value=2 if auto else int(params["n_clusters"]), min=1, max=n_max, description="k",
-                             continuous_update=False, disabled=auto, layout=row, style=style)
-        self.auto_k = w.Checkbox(value=auto, description="auto k", indent=False, layout=w.Layout(width="80px"))
+                             tooltip=HELP["k"], continuous_update=False, disabled=auto, layout=row, style=style)
+        self.auto_k = w.Checkbox(value=auto, description="auto k", indent=False, layout=w.Layout(width="80px"),
+                                 tooltip="choose k by the silhouette on the fused distance")
         self.fusion = w.Dropdown(options=[("fused metric", "metric"), ("concatenation", "concat")],
-                                 value=params["fusion"], description="fusion", layout=w.Layout(width="200px"))
+                                 value=params["fusion"], description="fusion", layout=w.Layout(width="200px"),
+                                 tooltip="how the 2D and 3D distances are combined")
         self.projection = w.Dropdown(options=[(p.upper() if p != "tsne" else "t-SNE", p) for p in PROJECTIONS],
-                                     value=projection, description="map", layout=w.Layout(width="150px"))
+                                     value=projection, description="map", layout=w.Layout(width="150px"),
+                                     tooltip="how the faces are laid out in 2D (positions only; clusters do not "
+                                             "depend on it)")
         self.reproject = w.Button(description="re-map at λ", tooltip="recompute the map at the current λ and fusion",
                                   layout=w.Layout(width="110px"))
         self.color_by = w.Dropdown(options=[c for c in COLOR_BY if self._colour_values(c) is not False],
-                                   value="cluster", description="colour", layout=w.Layout(width="170px"))
+                                   value="cluster", description="colour", layout=w.Layout(width="170px"),
+                                   tooltip="what the colours of the map show")
+        self.help = w.HTML("<small>" + " · ".join(esc(HELP[k]) for k in ("eps", "min_samples", "lam", "k"))
+                           + "</small>")
+        self.help.add_class("fc-help")
         self.status = w.HTML()
         self.status.add_class("fc-status")
         self.timings = w.HTML()
@@ -165,92 +193,23 @@ class ClusterExplorer(w.VBox):
         self.auto_k.observe(self._on_auto, names=["value"])
         self.projection.observe(lambda _: self._schedule_projection(), names=["value"])
         self.reproject.on_click(lambda _: self._schedule_projection())
-        self.color_by.observe(lambda _: self._restyle(), names=["value"])
-
-    def _build_panels(self, mesh: bool) -> None:
-        self.hover_image = w.Image(value=encode(np.full((4, 4, 3), 245, np.uint8)), format="png",
-                                   layout=w.Layout(width="128px", height="128px", object_fit="contain"))
-        self.hover_label = w.HTML("<small>hover over a face</small>")
-        self.hover_label.add_class("fc-hover-label")
-        self.metrics = w.HTML()
-        self.metrics.add_class("fc-metrics")
-        self.face_title = w.HTML()
-        self.face_title.add_class("fc-face-title")
-        self.photo = w.Image(format="png", layout=w.Layout(max_width="260px", max_height="260px",
-                                                           object_fit="contain"))
-        self.steps = [w.Image(format="png", layout=w.Layout(width="112px", height="112px")) for _ in range(3)]
-        self.step_labels = [w.HTML(f"<small>{t}</small>") for t in ("grey (NTSC)", "aligned", "CLAHE")]
-        self.mesh = MeshViewer(self.faces, height=320) if mesh else None
-        if self.mesh is not None:
-            self.mesh.layout.width = "460px"  # a narrower canvas: the face fills more of it
-        self.gallery = Gallery()
-        self.gallery.add_class("fc-gallery-widget")
-        self.cluster_order = w.Dropdown(options=[("largest first", "size"), ("tightest first", "spread"),
-                                                 ("by name", "name")], value="size", description="clusters",
-                                        layout=w.Layout(width="220px"))
-        self.face_order = w.Dropdown(options=[("closest to centre", "closest"), ("farthest first", "farthest")],
-                                     value="closest", description="faces", layout=w.Layout(width="220px"))
-        self.cluster_order.observe(lambda _: self._refresh_gallery(), names=["value"])
-        self.face_order.observe(lambda _: self._refresh_gallery(), names=["value"])
-        # edits
-        self.selection_info = w.HTML()
-        self.name_text = w.Text(placeholder="name for the cluster of the focused face", layout=w.Layout(width="300px"))
-        buttons = {
-            "merge": ("merge clusters", "merge every cluster with a selected face into one", self._do_merge),
-            "split": ("split off", "put the selected faces in a new cluster of their own", self._do_split),
-            "not_person": ("not this person", "move the selected faces out of their cluster, for good",
-                           self._do_not_person),
-            "name": ("name", "name the cluster of the focused face", self._do_name),
-            "accept": ("add to cluster", "put the selected unassigned faces into the cluster of the queue",
-                       self._do_accept),
-            "unknown": ("select unknown pool", "select every face in no cluster", self._do_unknown),
-            "undo": ("undo", "drop the last correction", self._do_undo),
-        }
-        self.buttons = {}
-        for key, (label, tip, action) in buttons.items():
-            button = w.Button(description=label, tooltip=tip, layout=w.Layout(width="auto"))
-            button.on_click(lambda _b, act=action: self._guard(act))
-            self.buttons[key] = button
-        self.matches_title = w.HTML()
-        self.matches = Gallery()
-        self.edit_info = w.HTML()
-        # export
-        self.export_path = w.Text(value="facecluster-export", description="to", layout=w.Layout(width="360px"))
-        self.export_format = w.Dropdown(options=[("CSV table", "csv"), ("JSON table", "json"),
-                                                 ("folders of links", "symlink"), ("folders of copies", "copy")],
-                                        value="csv", layout=w.Layout(width="170px"))
-        self.export_button = w.Button(description="export", layout=w.Layout(width="90px"))
-        self.export_button.on_click(lambda _: self._guard(self._do_export))
-        self.export_result = w.HTML()
+        self.color_by.observe(lambda _: self._guard(self._restyle), names=["value"])
 
     def _layout(self) -> None:
         controls = w.VBox([
             w.HBox([self.eps, self.min_samples, self.lam, self.k, self.auto_k]),
             w.HBox([self.fusion, self.projection, self.reproject, self.color_by]),
+            self.help,
             w.HBox([self.status, self.timings], layout=w.Layout(justify_content="space-between")),
         ])
-        side = w.VBox([self.hover_image, self.hover_label, self.metrics],
-                      layout=w.Layout(width="300px", padding="0 0 0 8px"))
-        steps = w.HBox([w.VBox([img, label]) for img, label in zip(self.steps, self.step_labels, strict=True)])
-        face_left = w.VBox([self.face_title, w.HBox([self.photo]), steps], layout=w.Layout(width="420px"))
-        face = w.HBox([face_left] + ([self.mesh] if self.mesh is not None else []))
-        face.add_class("fc-face-panel")
-        gallery = w.VBox([w.HBox([self.cluster_order, self.face_order]), self.gallery])
-        b = self.buttons
-        edit = w.VBox([
-            self.selection_info,
-            w.HBox([b["merge"], b["split"], b["not_person"], b["undo"]]),
-            w.HBox([self.name_text, b["name"]]),
-            w.HTML("<b>Possible matches</b> <small>(faces in no cluster, nearest to the focused face's cluster "
-                   "first; select some and add them)</small>"),
-            self.matches_title, self.matches, w.HBox([b["accept"], b["unknown"]]), self.edit_info,
-        ])
-        export = w.VBox([w.HBox([self.export_path, self.export_format, self.export_button]), self.export_result])
-        tabs = w.Tab(children=[gallery, edit, export])
+        self.metrics = w.HTML()
+        self.metrics.add_class("fc-metrics")
+        side = w.VBox([self.metrics, self.hover_card], layout=w.Layout(width="300px", padding="0 0 0 8px"))
+        tabs = w.Tab(children=[self.gallery_panel, self.edit, self.export_panel])
         for i, title in enumerate(("Gallery", "Edit", "Export")):
             tabs.set_title(i, title)
         self.tabs = tabs
-        self.children = [controls, w.HBox([self.figure, side]), face, tabs, self.errors]
+        self.children = [controls, w.HBox([self.figure, side]), self.face, tabs, self.errors]
 
     # -- state from the controls -------------------------------------------------------------
     def _params(self) -> dict:
@@ -287,6 +246,13 @@ class ClusterExplorer(w.VBox):
         """The cluster of each face as shown (after corrections); −1 = in no cluster."""
         return self.session.view.labels
 
+    def representative_face(self, view: ClusterView) -> int:
+        """Where the face panel starts: the face nearest the centre of the largest cluster (not a random first
+        row, which on a real collection may be a profile with poor landmarks)."""
+        rows = self.session.gallery(view)
+        clusters = [r for r in rows if r.label >= 0 and r.rows.size]
+        return int(clusters[0].rows[0]) if clusters else 0
+
     # -- background clustering -----------------------------------------------------------------
     def _on_param(self, change: dict) -> None:
         if self._holding or (change["owner"] is self.k and self.auto_k.value):
@@ -300,83 +266,51 @@ class ClusterExplorer(w.VBox):
         self._schedule()  # the k slider already shows the k "auto" chose: unticking keeps the clustering
 
     def _schedule(self) -> None:
-        with self._state_lock:
-            self._generation += 1
-            generation = self._generation
-            if self._timer is not None:
-                self._timer.cancel()
-            self._set_busy(True)
-            if not self.background:
-                self._timer = None
-            else:
-                self._timer = threading.Timer(self.debounce, self._run, args=(generation,))
-                self._timer.daemon = True
-                self._timer.start()
-        if not self.background:
-            self._run(generation)
+        self._set_busy(True)
+        self.clustering.request(self._params())
 
-    def _run(self, generation: int) -> None:
-        with self._run_lock:
-            if generation != self._generation:
-                return  # a newer request came in before this one started; its own run follows
-            try:
-                view = self.session.update(**self._params())
-            except Exception as exc:  # shown in the widget; the previous result stays
-                self._report(exc, "clustering failed; the previous result is kept")
-                if generation == self._generation:
-                    self._set_busy(False, error=True)
-                return
-            if generation != self._generation:
-                return  # stale: the controls moved while this ran
+    def _cluster(self, params: dict, is_current) -> None:
+        """The scheduler's work: a quick view first (k = "auto" only), then the full update."""
+        quick = self.session.preview(**params)
+        if quick is not None and is_current():
+            self._guard(self._show_view, quick, "choosing k…")
+        try:
+            view = self.session.update(**params)
+        except Exception as exc:  # shown in the widget; the previous result stays
+            self._report(exc, "clustering failed; the previous result is kept")
+            if is_current():
+                self._show_view(self.session.view, error=True)
+            return
+        if is_current():
             self._guard(self._show_view, view)
 
     def wait(self, timeout: float = 120.0) -> ClusterExplorer:
         """Block until no clustering or re-mapping is pending or running (scripts and tests)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            timer, thread = self._timer, self._projection_thread
-            if timer is not None:
-                timer.join(max(0.0, deadline - time.monotonic()))
-            if thread is not None:
-                thread.join(max(0.0, deadline - time.monotonic()))
-            if not self._run_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
-                raise TimeoutError(f"clustering still running after {timeout} s")
-            self._run_lock.release()
-            if self._timer is timer and self._projection_thread is thread:
-                return self
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"clustering still pending after {timeout} s")
+        if not (self.clustering.wait(timeout) and self.mapping.wait(timeout)):
+            raise TimeoutError(f"clustering still running after {timeout} s")
+        return self
 
     def _schedule_projection(self) -> None:
-        self._projection_generation += 1
-        generation, method = self._projection_generation, self.projection.value
-        lam = float(self.lam.value)
+        method = self.projection.value
         self.status.value = self._status_html(self.view, busy=f"computing the {method} map…")
+        self.mapping.request((method, float(self.lam.value)))
 
-        def work() -> None:
-            try:
-                xy = self.session.projection(method, lam)
-            except Exception as exc:
-                self._report(exc, f"the {method} map failed; the previous map is kept")
-                return
-            if generation == self._projection_generation:
-                self.map_xy, self._map_changed = xy, True
-                self._guard(self._show_view, self.view)
-
-        if self.background:
-            self._projection_thread = threading.Thread(target=work, daemon=True)
-            self._projection_thread.start()
-        else:
-            work()
+    def _remap(self, request: tuple[str, float], is_current) -> None:
+        method, lam = request
+        started = time.perf_counter()
+        xy = self.session.projection(method, lam)
+        if is_current():
+            self.map_xy, self._map_changed = xy, True
+            self._guard(self._show_view, self.view)
+            self.timings.value += f"<small> · {method} map {time.perf_counter() - started:.1f} s</small>"
 
     # -- drawing ------------------------------------------------------------------------------
-    def _set_busy(self, busy: bool, error: bool = False) -> None:
-        view = self.session.view
-        self.status.value = self._status_html(view, busy="clustering…" if busy else None, error=error)
+    def _set_busy(self, busy: bool) -> None:
+        self.status.value = self._status_html(self.view, busy="clustering…" if busy else None)
 
     def _status_html(self, view: ClusterView, busy: str | None = None, error: bool = False) -> str:
         count = (f'<span class="fc-cluster-count">{view.n_clusters}</span> clusters · {view.n_noise} in no cluster'
-                 f" · {len(view.labels)} faces")
+                 f" · {_plural(len(view.labels), 'face')}")
         if busy:
             state = f'<span style="color:#b36b00">⏳ {esc(busy)}</span>'
         elif error:
@@ -406,30 +340,35 @@ class ClusterExplorer(w.VBox):
         self._map_changed = False
         return self.map_xy
 
-    def _restyle(self) -> None:
-        view = self.view
+    def _restyle(self, view: ClusterView | None = None) -> None:
+        view = view or self.view
         values = self._colour_values(self.color_by.value)
-        with self._view_lock:
-            update_projection(self.figure, view.labels, color_by=self.color_by.value,
-                              values=None if values is False else values)
+        update_projection(self.figure, view.labels, color_by=self.color_by.value,
+                          values=None if values is False else values, names=view.names)
 
-    def _show_view(self, view: ClusterView) -> None:
+    def _show_view(self, view: ClusterView, busy: str | None = None, error: bool = False) -> None:
+        """Colours first (one message to the browser), then the panels."""
         start = time.perf_counter()
-        with self._view_lock:
-            values = self._colour_values(self.color_by.value)
-            update_projection(self.figure, view.labels, color_by=self.color_by.value,
-                              values=None if values is False else values, xy=self._pending_xy())
-            self.metrics.value = self._metrics_html(view)
-            self._refresh_gallery(view)
-            self._refresh_edit_panel(view)
-            self._refresh_face_title(view)
-            self.status.value = self._status_html(view)
-            if self.auto_k.value and view.n_clusters:  # show the k that "auto" chose on the disabled slider
+        values = self._colour_values(self.color_by.value)
+        update_projection(self.figure, view.labels, color_by=self.color_by.value,
+                          values=None if values is False else values, xy=self._pending_xy(), names=view.names)
+        self.status.value = self._status_html(view, busy=busy, error=error)
+        if view.preview:
+            return  # the full result follows; the panels wait for it
+        self.metrics.value = self._metrics_html(view)
+        self.gallery_panel.refresh()
+        self.edit.refresh(view)
+        self.face.retitle(view)
+        if self.auto_k.value and view.n_clusters:  # show the k that "auto" chose on the disabled slider
+            self._holding = True
+            try:
                 self.k.value = max(self.k.min, min(self.k.max, int(self.session.model.n_clusters_)))
-            t = view.timings
-            parts = " · ".join(f"{k} {1000 * t[k]:.0f}" for k in ("fuse", "dbscan", "kmeans", "edits") if k in t)
-            self.timings.value = (f"<small>last run {1000 * t.get('total', 0):.0f} ms ({parts} ms) · "
-                                  f"view {1000 * (time.perf_counter() - start):.0f} ms</small>")
+            finally:
+                self._holding = False
+        t = view.timings
+        parts = " · ".join(f"{k} {1000 * t[k]:.0f}" for k in ("fuse", "dbscan", "kmeans", "edits") if k in t)
+        self.timings.value = (f"<small>last run {1000 * t.get('total', 0):.0f} ms ({parts} ms) · "
+                              f"view {1000 * (time.perf_counter() - start):.0f} ms</small>")
 
     def _metrics_html(self, view: ClusterView) -> str:
         m = self.session.metrics(view)
@@ -440,102 +379,22 @@ class ClusterExplorer(w.VBox):
         note = ("" if self.faces.labels is None else
                 f"<br><small>ARI / NMI / purity against the {int(m['labelled_faces'])} faces with a known "
                 "identity; noise counts as singletons</small>")
+        noise = ("" if view.params.get("n_clusters") != "auto" else
+                 "<br><small>Faces DBSCAN leaves as noise stay in no cluster here (noise='keep'); "
+                 "<code>facecluster evaluate</code> reports the same clustering's scores per dataset.</small>")
         return (f"<b>Metrics</b><table class='fc-metrics-table'>{cells}</table>"
-                f"<small>{view.n_clusters} clusters, {100 * m['noise_fraction']:.0f} % of faces in none</small>{note}")
-
-    def _refresh_gallery(self, view: ClusterView | None = None) -> None:
-        view = view or self.view
-        rows = self.session.gallery(view, cluster_order=self.cluster_order.value, face_order=self.face_order.value)
-        clusters = [r for r in rows if r.label >= 0][:GALLERY_CLUSTERS] + [r for r in rows if r.label < 0]
-        names = self.faces.file_names
-        self.gallery.rows = [{
-            "label": int(r.label), "title": f"{r.name} · {r.size}", "members": [int(x) for x in r.rows],
-            "faces": [{"row": int(x), "src": self.thumbs.uri(int(x)), "tip": names[int(x)]}
-                      for x in r.rows[:GALLERY_FACES]],
-            "more": max(0, r.size - GALLERY_FACES)} for r in clusters]
-
-    def _focus_cluster(self, view: ClusterView) -> int | None:
-        if 0 <= self.focus < len(view.labels) and view.labels[self.focus] >= 0:
-            return int(view.labels[self.focus])
-        chosen = {int(view.labels[r]) for r in self.selected if view.labels[r] >= 0}
-        return chosen.pop() if len(chosen) == 1 else None
-
-    def _refresh_edit_panel(self, view: ClusterView | None = None) -> None:
-        view = view or self.view
-        chosen = sorted({int(view.labels[r]) for r in self.selected})
-        named = ", ".join(view.name_of(c) for c in chosen[:6]) + (" …" if len(chosen) > 6 else "")
-        self.selection_info.value = (f"<b>{len(self.selected)}</b> face(s) selected"
-                                     + (f" from: {esc(named)}" if chosen else
-                                        " <small>(click, lasso or box-select in the map, or click in the gallery; "
-                                        "shift adds)</small>"))
-        label = self._focus_cluster(view)
-        self._matches_for = label
-        if label is None:
-            self.matches_title.value = "<small>focus a face in a cluster to see its queue</small>"
-            self.matches.rows = []
-            return
-        queue = self.session.possible_matches(label, MATCHES, view)
-        self.matches_title.value = f"<small>for <b>{esc(view.name_of(label))}</b>: {len(queue)} candidate(s)</small>"
-        names = self.faces.file_names
-        self.matches.rows = [{"label": -1, "title": "nearest first", "members": [r for r, _ in queue],
-                              "faces": [{"row": r, "src": self.thumbs.uri(r), "tip": f"{names[r]} ({d:.2f})"}
-                                        for r, d in queue], "more": 0}] if queue else []
-
-    def _refresh_face_title(self, view: ClusterView) -> None:
-        row = self.focus
-        if not 0 <= row < len(self.faces):
-            self.face_title.value = ""
-            return
-        table = self.faces.table
-        true = self.faces.labels[row] if self.faces.labels is not None else None
-        yaw = table["yaw"].iloc[row] if "yaw" in table else np.nan
-        bits = [f"cluster <b>{esc(view.name_of(int(view.labels[row])))}</b>"]
-        if true is not None:
-            bits.append(f"identity {esc(true)}")
-        if np.isfinite(yaw):
-            bits.append(f"yaw {yaw:+.0f}°")
-        self.face_title.value = (f"<div style='line-height:1.3'><b>{esc(self.faces.file_names[row])}</b><br>"
-                                 f"<small>{' · '.join(bits)}</small></div>")
-
-    def _show_face(self, row: int) -> None:
-        """Photo with landmarks, the standardisation steps, the 3D surface."""
-        faces = self.faces
-        self._refresh_face_title(self.view)
-        detection = faces.detection(row)
-        try:
-            rgb = faces.photo(row)
-        except FaceclusterError as exc:
-            rgb = None
-            self.face_title.value += f"<small>photo unavailable: {esc(exc)}</small>"
-        if rgb is not None:
-            marked = draw_landmarks(rgb, detection)
-            shown = crop_around(marked, detection.box, 0.5) if detection is not None else marked
-            self.photo.value = encode(shown, "png", 260)
-            if detection is not None and detection.points5 is not None:
-                steps = standardise(rgb, detection.points5, StandardiseConfig()).steps()
-                grey = crop_around(steps["grey"], detection.box, 0.3)
-                images = [grey, steps.get("aligned"), steps.get("clahe")]
-            else:
-                images = [None, faces.crop(row), faces.standardised(row)]
-        else:
-            self.photo.value = encode(faces.thumbnail(row), "png") if faces.thumbnail(row) is not None else b""
-            images = [None, faces.crop(row), faces.standardised(row)]
-        for widget, image in zip(self.steps, images, strict=True):
-            widget.value = encode(image, "png", 112) if image is not None else b""
-        if self.mesh is not None:
-            self.mesh.show(row)
+                f"<small>{view.n_clusters} clusters, {100 * m['noise_fraction']:.0f} % of faces in none</small>"
+                f"{note}{noise}")
 
     # -- events ------------------------------------------------------------------------------
     def _on_hover(self, _trace, points, _state) -> None:
         if not points.point_inds:
             return
         row = int(points.point_inds[0])
-        picture = self.faces.thumbnail(row)
-        if picture is not None:
-            self.hover_image.value = self.thumbs.get(row, 128, "png")
         view = self.view
-        self.hover_label.value = (f"<b>{esc(self.faces.file_names[row])}</b><br>"
-                                  f"<small>{esc(view.name_of(int(view.labels[row])))}</small>")
+        self.hover_card.card = {"row": row, "src": self.thumbs.uri(row, 128),
+                                "title": self.faces.relative_names[row],
+                                "detail": view.name_of(int(view.labels[row]))}
 
     def _on_click(self, _trace, points, state) -> None:
         if not points.point_inds:
@@ -548,87 +407,40 @@ class ClusterExplorer(w.VBox):
         self.focus = row
 
     def _on_selection(self, _trace, points, _selector) -> None:
-        self._set_selection([int(i) for i in points.point_inds])
+        self._set_selection([int(i) for i in points.point_inds], lasso=True)
 
-    def _set_selection(self, rows: Sequence[int]) -> None:
-        self.selected = [int(r) for r in rows]
+    def _set_selection(self, rows: Sequence[int], lasso: bool = False) -> None:
+        self._lasso = lasso
+        rows = [int(r) for r in rows]
+        if rows == self.selected:  # the traitlet would not fire: the map still needs the new outline state
+            self._on_selected(None)
+        self.selected = rows
 
     def _on_gallery_focus(self, change: dict) -> None:
         if change["new"] >= 0:
             self.focus = int(change["new"])
 
-    def _on_selected(self, _change: dict) -> None:
-        with self._view_lock:
-            select_points(self.figure, self.selected)
-            self._guard(self._refresh_edit_panel)
+    def _on_selected(self, _change: dict | None) -> None:
+        lasso, self._lasso = self._lasso, False
+        select_points(self.figure, self.selected, keep_outline=lasso)
+        self._guard(self.edit.refresh, self.view)
 
     def _on_focus(self, change: dict) -> None:
         if 0 <= change["new"] < len(self.faces):
-            self._guard(self._show_face, int(change["new"]))
-            self._guard(self._refresh_edit_panel)
+            self._guard(self.face.show, int(change["new"]), self.view)
+            self._guard(self.edit.refresh, self.view)
 
     # -- corrections and export ------------------------------------------------------------
-    def _edited(self, view: ClusterView, message: str) -> None:
-        self.edit_info.value = f"<small>{esc(message)}</small>"
+    def edited(self, view: ClusterView, message: str) -> None:
+        """After a correction: say what was done, redraw."""
+        self.edit.info.value = f"<small>{esc(message)}</small>"
         self._show_view(view)
 
-    def _do_merge(self) -> None:
-        chosen = sorted({int(self.view.labels[r]) for r in self.selected if self.view.labels[r] >= 0})
-        view = self.session.merge(chosen)
-        self._edited(view, f"merged {len(chosen)} clusters")
-
-    def _do_split(self) -> None:
-        rows = list(self.selected)
-        view = self.session.split(rows)
-        self._edited(view, f"split off {len(rows)} face(s) into a new cluster")
-
-    def _do_not_person(self) -> None:
-        rows = list(self.selected) or ([self.focus] if self.focus >= 0 else [])
-        view = self.session.not_person(rows)
-        self._edited(view, f"{len(rows)} face(s) moved to the unknown pool for good")
-
-    def _do_name(self) -> None:
-        label = self._focus_cluster(self.view)
-        if label is None:
-            raise FaceclusterError("focus a face that is in a cluster (click it), then name its cluster")
-        view = self.session.name(label, self.name_text.value)
-        self._edited(view, f"named the cluster {self.name_text.value.strip()!r}")
-
-    def _do_accept(self) -> None:
-        if self._matches_for is None:
-            raise FaceclusterError("no cluster in focus: click a face of the cluster first")
-        rows = [r for r in self.selected if self.view.labels[r] < 0]
-        if not rows:
-            raise FaceclusterError("select faces from the possible matches (faces in no cluster) first")
-        view = self.session.assign(rows, self._matches_for)
-        self._edited(view, f"added {len(rows)} face(s) to {view.name_of(self._matches_for)}")
-
-    def _do_unknown(self) -> None:
-        self._set_selection(self.session.unknown_pool(self.view).tolist())
-
-    def _do_undo(self) -> None:
-        self._edited(self.session.undo(), "undid the last correction")
-
     def export(self, path: str | os.PathLike, fmt: str = "csv") -> object:
-        """Export the clustering as shown: ``fmt`` "csv"/"json" (a table) or "symlink"/"copy" (a folder per
-        cluster, which must not exist yet or be empty). Returns the file path or the folder summary."""
-        view = self.view
-        table = self.faces.table
-        frame = assignments(table["face_id"], table["path"], view.labels, view.names, table["face_index"],
-                            self.faces.labels)
-        if fmt in ("csv", "json"):
-            path = Path(path)
-            return export_table(frame, path if path.suffix else path.with_suffix("." + fmt), fmt)
-        return export_folders(frame, path, mode=fmt)
-
-    def _do_export(self) -> None:
-        result = self.export(self.export_path.value, self.export_format.value)
-        if isinstance(result, dict):
-            errors = f", {len(result['errors'])} photo(s) missing" if result["errors"] else ""
-            text = f"{result['files']} photos in {result['folders']} folders under {result['target']}{errors}"
-        else:
-            text = f"wrote {result}"
-        self.export_result.value = f"<small>{esc(text)}</small>"
+        """Export the clustering as shown: ``fmt`` "csv"/"json" (a table; missing folders are made) or
+        "symlink"/"copy" (a folder per cluster, which must not exist yet or be empty). Returns the file path or
+        the folder summary."""
+        return export_view(self.faces, self.view, path, fmt)
 
     # -- errors -----------------------------------------------------------------------------
     def _guard(self, fn, *args) -> None:

@@ -61,7 +61,8 @@ class MeshViewer(w.VBox):
                              f"distance); black: the {len(surface.paths)} geodesic paths of the descriptor")
         vertices = self.faces.mesh_vertices(row) if self.kind != "identity" else None
         if vertices is not None:
-            return mediapipe_surface(vertices), "mediapipe's 468-vertex mesh (no 3DMM fit for this face)"
+            why = " (no 3DMM fit for this face)" if self.kind == "auto" else ""
+            return mediapipe_surface(vertices), f"mediapipe's 468-vertex mesh{why}"
         raise FaceclusterError(f"{self.faces.file_names[row]}: no 3D reconstruction in this store for this face")
 
     def show(self, row: int) -> None:

@@ -1,0 +1,64 @@
+"""The explorer's Export tab: the clustering as shown (corrections and names included) as a CSV or JSON table, or
+a folder per cluster of links to or copies of the photos. Each export replaces the previous message."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import ipywidgets as w
+
+from ..review.collection import FaceCollection
+from ..review.export import assignments, export_folders, export_table
+from ..review.session import ClusterView
+from ._thumbs import esc
+
+FORMATS = (("CSV table", "csv"), ("JSON table", "json"), ("folders of links", "symlink"),
+           ("folders of copies", "copy"))
+
+
+def export_view(faces: FaceCollection, view: ClusterView, path: str | os.PathLike, fmt: str = "csv") -> object:
+    """Write ``view`` as the explorer shows it: every cluster under the name the page shows ("cluster 3" when
+    unnamed). ``fmt`` "csv"/"json": a table (missing folders are made); "symlink"/"copy": a folder per cluster
+    under ``path`` (new or empty). Returns the file path or the folder summary."""
+    table = faces.table
+    names = {int(c): view.name_of(int(c)) for c in view.clusters}
+    frame = assignments(table["face_id"], table["path"], view.labels, names, table["face_index"], faces.labels)
+    if fmt in ("csv", "json"):
+        path = Path(path)
+        return export_table(frame, path if path.suffix else path.with_suffix("." + fmt), fmt)
+    return export_folders(frame, path, mode=fmt)
+
+
+class ExportPanel(w.VBox):
+    """Path, format, button and ONE message line (success or error, the latest only)."""
+
+    def __init__(self, export: Callable[[str, str], object]) -> None:
+        self._export = export
+        self.path = w.Text(value="facecluster-export", description="to", layout=w.Layout(width="360px"))
+        self.format = w.Dropdown(options=FORMATS, value="csv", layout=w.Layout(width="170px"))
+        self.button = w.Button(description="export", layout=w.Layout(width="90px"))
+        self.button.on_click(lambda _b: self.run())
+        self.result = w.HTML()
+        self.result.add_class("fc-export-result")
+        self.path.observe(lambda _c: self._clear(), names=["value"])
+        self.format.observe(lambda _c: self._clear(), names=["value"])
+        super().__init__([w.HBox([self.path, self.format, self.button]), self.result])
+
+    def _clear(self) -> None:
+        self.result.value = ""
+
+    def run(self) -> None:
+        self.result.value = "<small>exporting…</small>"
+        try:
+            result = self._export(self.path.value, self.format.value)
+        except Exception as exc:  # shown here, where the person looks after clicking
+            self.result.value = f"<small style='color:#c00'>⚠ export failed: {esc(exc)}</small>"
+            return
+        if isinstance(result, dict):
+            errors = f", {len(result['errors'])} photo(s) missing" if result["errors"] else ""
+            text = f"{result['files']} photos in {result['folders']} folders under {result['target']}{errors}"
+        else:
+            text = f"wrote {result}"
+        self.result.value = f"<small style='color:#2a7a2a'>✓ {esc(text)}</small>"

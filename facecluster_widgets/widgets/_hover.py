@@ -1,0 +1,86 @@
+"""The face at the cursor: a small card (thumbnail, path, cluster) drawn next to the mouse over the explorer's map,
+as jupyter-scatter and FiftyOne show it.
+
+An anywidget with one traitlet, ``card`` (``{row, src, title, detail}`` from Python, set when plotly reports a
+hover to the kernel). The browser code finds the plotly map in the same explorer, follows the mouse over it and
+shows the card for the face plotly last reported; it hides the card when the mouse leaves the points. DOM built
+with ``textContent`` only, images accepted only as ``data:image/`` URIs.
+"""
+
+from __future__ import annotations
+
+import anywidget
+import traitlets
+
+_ESM = r"""
+function render({ model, el }) {
+  const card = document.createElement("div");
+  card.className = "fc-hover-card";
+  card.style.display = "none";
+  const img = document.createElement("img");
+  const title = document.createElement("div");
+  title.className = "fc-hover-title";
+  const detail = document.createElement("div");
+  detail.className = "fc-hover-detail";
+  card.append(img, title, detail);
+  document.body.appendChild(card);
+  let mouse = { x: 0, y: 0 }, hovered = -1, plot = null;
+
+  function place() {
+    const w = 150, h = 190;
+    let x = mouse.x + 16, y = mouse.y + 16;
+    if (x + w > window.innerWidth) x = mouse.x - w - 16;
+    if (y + h > window.innerHeight) y = mouse.y - h - 16;
+    card.style.left = x + "px";
+    card.style.top = y + "px";
+  }
+  function show() {
+    const c = model.get("card") || {};
+    if (hovered < 0 || c.row !== hovered) return;
+    if (typeof c.src === "string" && c.src.startsWith("data:image/")) img.src = c.src;
+    title.textContent = c.title || "";
+    detail.textContent = c.detail || "";
+    place();
+    card.style.display = "block";
+  }
+  function hide() { hovered = -1; card.style.display = "none"; }
+
+  function attach() {
+    const root = el.closest(".fc-explorer");
+    const gd = root && root.querySelector(".js-plotly-plot");
+    if (!gd || typeof gd.on !== "function") { setTimeout(attach, 300); return; }
+    plot = gd;
+    gd.addEventListener("mousemove", (e) => { mouse = { x: e.clientX, y: e.clientY }; if (hovered >= 0) place(); });
+    gd.addEventListener("mouseleave", hide);
+    gd.on("plotly_hover", (e) => {
+      const p = e && e.points && e.points[0];
+      if (!p || p.curveNumber > 1) return;
+      hovered = p.pointNumber;
+      if (e.event) mouse = { x: e.event.clientX, y: e.event.clientY };
+      show();
+    });
+    gd.on("plotly_unhover", hide);
+  }
+  model.on("change:card", show);
+  attach();
+  return () => card.remove();
+}
+export default { render };
+"""
+
+_CSS = """
+.fc-hover-card { position: fixed; z-index: 10000; pointer-events: none; width: 140px; background: white;
+  border: 1px solid #888; border-radius: 4px; box-shadow: 0 2px 6px rgba(0,0,0,.25); padding: 4px;
+  font: 11px sans-serif; color: #222; }
+.fc-hover-card img { width: 132px; height: 132px; object-fit: contain; display: block; background: #eee; }
+.fc-hover-title { font-weight: bold; overflow-wrap: anywhere; margin-top: 2px; }
+.fc-hover-detail { color: #555; }
+"""
+
+
+class HoverCard(anywidget.AnyWidget):
+    """The card next to the cursor; set :attr:`card` to ``{row, src, title, detail}`` for the hovered face."""
+
+    _esm = _ESM
+    _css = _CSS
+    card = traitlets.Dict().tag(sync=True)
