@@ -72,9 +72,9 @@ def measure(n: int, repeats: int, k_mode: str) -> dict:
         calls["update"] = time.perf_counter() - t
         return view
 
-    def timed_show(view):
+    def timed_show(view, *args, **kwargs):
         t = time.perf_counter()
-        show(view)
+        show(view, *args, **kwargs)
         calls["redraw"] = time.perf_counter() - t
 
     session.update, explorer._show_view = timed_update, timed_show
