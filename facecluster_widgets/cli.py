@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     extract.add_argument("data", metavar="DATA")
     extract.add_argument("--out", required=True, metavar="STORE", help="store folder (created if missing)")
     extract.add_argument("--detector", default=None, help="face detector backend (default: the pipeline's)")
+    extract.add_argument("--embedder", default=None, help="2D embedder backend (default: the pipeline's)")
     extract.add_argument("--refine", action="store_true",
                          help="refine each 3D fit against the photo (analysis-by-synthesis, torch; ~5 s/face)")
     extract.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -54,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="the method's experiment: a Table-2-style comparison per dataset",
                               description="Extracts each DATA (resumably) and scores the full method, its "
                               "baselines and the usual peers against the folder labels. Writes <name>.md, "
-                              "<name>.csv, <name>_lambda.csv (and <name>_subsets.csv) per dataset and report.md.")
+                              "<name>.csv, <name>_lambda.csv (and <name>_subsets.csv, <name>_yaw.csv) per dataset and "
+                              "report.md.")
     evaluate.add_argument("data", nargs="+", metavar="DATA")
     evaluate.add_argument("--protocol", choices=("clean", "merged", "stress"), default="clean",
                           help="clean: each DATA alone; merged: all DATA as one collection (labels kept apart); "
@@ -64,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--stores", default=None, metavar="DIR",
                           help="folder of per-dataset stores (default: the cache folder)")
     evaluate.add_argument("--methods", nargs="+", default=None, help="subset of methods (default: all)")
+    evaluate.add_argument("--detector", default=None, help="face detector backend (default: the pipeline's)")
+    evaluate.add_argument("--embedder", default=None, help="2D embedder backend (default: the pipeline's)")
     evaluate.add_argument("--no-progress", action="store_true", help="hide progress bars")
     evaluate.set_defaults(run=_evaluate)
     return parser
@@ -105,10 +109,15 @@ def _info_report(source: FaceSource, formats: Counter, modes: Counter, failures:
     return "\n".join(lines)
 
 
+def _backend_overrides(args: argparse.Namespace) -> dict:
+    """The pipeline fields the user named on the command line (detector, embedder)."""
+    return {key: value for key in ("detector", "embedder") if (value := getattr(args, key, None))}
+
+
 def _extract(args: argparse.Namespace) -> int:
     from .pipeline.extract import extract
 
-    overrides: dict = {"detector": args.detector} if args.detector else {}
+    overrides = _backend_overrides(args)
     if args.refine:
         from .recon.refine import RefineSettings
 
@@ -150,20 +159,22 @@ def _evaluate(args: argparse.Namespace) -> int:
         result.lam_sweep.to_csv(out / f"{name}_lambda.csv", index=False)
         if not result.subsets.empty:
             result.subsets.to_csv(out / f"{name}_subsets.csv")
+        if not result.by_yaw.empty:
+            result.by_yaw.to_csv(out / f"{name}_yaw.csv")
         text = result.to_markdown()
         (out / f"{name}.md").write_text(text)
         sections.append(text)
         print(text)
 
     for source in sources:
-        store = extract(source, stores / source.name, progress=not args.no_progress)
+        store = extract(source, stores / source.name, progress=not args.no_progress, **_backend_overrides(args))
         report(source.name, evaluate(store, methods=methods, name=source.name))
         if args.protocol != "stress":
             continue
         points5 = primary_points5(store)
         for variant in VARIANTS:
             stressed, conditions = stress_source(source, store, variant, points5)
-            store = extract(stressed, store, progress=not args.no_progress)
+            store = extract(stressed, store, progress=not args.no_progress, **_backend_overrides(args))
             report(stressed.name, evaluate(store, methods=methods, subset_by=conditions, name=stressed.name))
     (out / "report.md").write_text("# Evaluation\n\n" + "\n".join(sections))
     print(f"written: {out / 'report.md'}")

@@ -50,9 +50,14 @@ def test_evaluate_writes_the_report(tmp_path, lfw10, capsys):
             shutil.copy(photo, folder / person.name / photo.name)
     out = tmp_path / "report"
     code = main(["evaluate", str(folder), "--out", str(out), "--stores", str(tmp_path / "stores"), "--no-progress",
-                 "--methods", "dbscan_2d", "2d_kmeans_true_k"])
+                 "--methods", "hdbscan_2d", "2d_kmeans_true_k", "--embedder", "sface"])
     assert code == 0
+    from facecluster_widgets import open_store
+
+    assert open_store(tmp_path / "stores" / "few", create=False).read_json("run")["config"]["embedder"] == "sface"
+    yaw = (out / "few_yaw.csv").read_text().splitlines()
+    assert yaw[0].startswith("subset,method,faces,ari") and yaw[1].startswith("0-30°,hdbscan_2d,")
     table = (out / "few.csv").read_text().splitlines()
     assert table[0].startswith("method,ari,nmi,purity,silhouette")
-    assert [line.split(",")[0] for line in table[1:]] == ["dbscan_2d", "2d_kmeans_true_k"]
+    assert [line.split(",")[0] for line in table[1:]] == ["hdbscan_2d", "2d_kmeans_true_k"]
     assert "K-Means on 2D, true k" in (out / "report.md").read_text()

@@ -4,6 +4,7 @@ the λ sweep and DBSCAN figures are computed, and results are reproducible."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from support.synthetic import make_identity_features
 
@@ -88,7 +89,35 @@ def test_one_name_per_method():
     """The report's methods are the baselines' own names: nothing translates between two vocabularies."""
     from facecluster_widgets.cluster import BASELINES
 
-    assert METHODS[0] == "full" and set(METHODS[1:]) <= set(BASELINES)
+    assert METHODS[0] == "full" and set(METHODS[1:]) <= set(BASELINES) and METHODS[1] == "full_3d_off"
     blocks, y = make_identity_features(n_ids=3, per_id=5, d2=16, blocks_3d={"shape": 4}, seed=0)
-    with pytest.raises(FaceclusterError, match="unknown method.*'kmeans-true-k'.*known: full, 2d_kmeans"):
+    with pytest.raises(FaceclusterError, match="unknown method.*'kmeans-true-k'.*known: full, full_3d_off, 2d_kmeans"):
         evaluate_features(blocks, [str(v) for v in y], methods=["kmeans-true-k"])
+
+
+def test_3d_weight_off_row_is_the_full_method_at_lambda_1_with_the_same_groups(faces):
+    from facecluster_widgets.cluster import HybridClustering, run_baseline
+
+    blocks, labels = faces
+    groups = np.arange(len(labels)) // 2  # pairs of faces share a photo: cannot-link must reach the ablation too
+    out = evaluate_features(blocks, labels, groups=groups, methods=["full", "full_3d_off"])
+    direct = HybridClustering(lam=1.0).fit(blocks, groups=groups).labels_
+    assert np.array_equal(run_baseline("full_3d_off", blocks, groups=groups), direct)
+    from facecluster_widgets.metrics import scores
+
+    assert out.table.loc["full_3d_off", "ari"] == pytest.approx(scores(pd.factorize(labels)[0], direct)["ari"])
+    assert "3D branch: full method minus \"3D weight off\" = " in out.to_markdown()
+
+
+def test_per_yaw_table_bins_the_pipelines_yaw(faces):
+    blocks, labels = faces
+    yaw = np.tile([5.0, -25.0, 45.0, -80.0, np.nan, 95.0], len(labels) // 6 + 1)[:len(labels)]
+    out = evaluate_features(blocks, labels, yaw=yaw, methods=["full", "dbscan_2d"])
+    faces_per_bin = out.by_yaw.xs("full", level="method")["faces"]
+    magnitude = np.abs(yaw)
+    assert faces_per_bin.to_dict() == {"0-30°": int((magnitude < 30).sum()),
+                                       "30-60°": int(((magnitude >= 30) & (magnitude < 60)).sum()),
+                                       "60-90°": int((magnitude >= 60).sum())}
+    assert set(out.by_yaw.index.get_level_values("method")) == {"full", "dbscan_2d"}
+    assert "Scores per yaw bin" in out.to_markdown()
+    assert evaluate_features(blocks, labels, methods=["dbscan_2d"]).by_yaw.empty

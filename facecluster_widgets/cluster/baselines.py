@@ -263,6 +263,15 @@ def _true_k(labels_true: Sequence, valid: np.ndarray) -> int:
     return _check_k(int(np.unique(labels_true[valid]).size), int(valid.sum()))
 
 
+def full_3d_off(X: Features | Mapping[str, np.ndarray], groups: Sequence | None = None,
+                random_state: int = 0) -> np.ndarray:
+    """The full method with the 3D term weighted 0 (λ = 1) and everything else equal (its own k, DBSCAN stage,
+    cannot-link groups): next to the full method, the row that shows what the 3D branch adds."""
+    from .hybrid import HybridClustering
+
+    return HybridClustering(lam=1.0, random_state=random_state).fit(X, groups=groups).labels_
+
+
 @dataclass(frozen=True)
 class Baseline:
     """A baseline and what it needs besides the features: the number of clusters, or the true labels."""
@@ -273,6 +282,7 @@ class Baseline:
 
 #: Name -> baseline; :func:`run_baseline` calls any of them uniformly.
 BASELINES: dict[str, Baseline] = {
+    "full_3d_off": Baseline(full_3d_off),
     "2d_kmeans": Baseline(two_d_kmeans, "n_clusters"),
     "3d_kmeans": Baseline(three_d_kmeans, "n_clusters"),
     "late_fusion": Baseline(late_fusion, "n_clusters"),

@@ -38,16 +38,19 @@ LAM_GRID = tuple(np.round(np.arange(0.0, 1.0001, 0.05), 2))
 #: Columns of the Table-2-style report, in order.
 COLUMNS = ("ari", "nmi", "purity", "silhouette", "bcubed_precision", "bcubed_recall", "bcubed_f", "pairwise_f",
            "noise_fraction", "clusters_found", "clusters_true", "seconds")
+#: Bins of the pipeline's own yaw estimate (the mesh stage's ``yaw`` column, |degrees|) for the per-pose table.
+YAW_BINS = ((0.0, 30.0), (30.0, 60.0), (60.0, 90.0))
 #: The full method, then baselines by their names in :data:`~facecluster_widgets.cluster.BASELINES`, in report
 #: order. The k-needing ones get the full method's k; the ``*_true_k`` ones the true number of people.
-METHODS = ("full", "2d_kmeans", "3d_kmeans", "late_fusion", "dbscan_2d", "hdbscan_2d", "agglomerative_2d",
-           "chinese_whispers", "2d_kmeans_true_k")
-_LABELS = {"full": "Full method (DBSCAN → fused K-Means++, k auto)", "2d_kmeans": "2D only (K-Means++, same k)",
+METHODS = ("full", "full_3d_off", "2d_kmeans", "3d_kmeans", "late_fusion", "dbscan_2d", "hdbscan_2d",
+           "agglomerative_2d", "chinese_whispers", "2d_kmeans_true_k")
+_LABELS = {"full": "Full method (DBSCAN → fused K-Means++, k auto)",
+           "full_3d_off": "Full method, 3D weight off (λ = 1)", "2d_kmeans": "2D only (K-Means++, same k)",
            "3d_kmeans": "3D only (K-Means++, same k)", "late_fusion": "Late fusion (majority vote, same k)",
            "dbscan_2d": "DBSCAN on 2D", "hdbscan_2d": "HDBSCAN on 2D", "agglomerative_2d": "Agglomerative (threshold)",
            "chinese_whispers": "Chinese Whispers (dlib)", "true_k_kmeans": "Fused K-Means, true k (reference)",
            "2d_kmeans_true_k": "K-Means on 2D, true k (reference)"}
-_NEEDS_3D = {"full", "3d_kmeans", "late_fusion", "true_k_kmeans"}
+_NEEDS_3D = {"full", "full_3d_off", "3d_kmeans", "late_fusion", "true_k_kmeans"}
 
 
 @dataclass(frozen=True)
@@ -60,9 +63,18 @@ class Evaluation:
     dbscan: dict
     subsets: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    #: Scores per bin of the pipeline's yaw estimate (:data:`YAW_BINS`), same clusterings; empty without yaw.
+    by_yaw: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def to_markdown(self) -> str:
         lines = [f"## {self.name}", "", _markdown(self.table.rename(index=_LABELS)), ""]
+        if {"full", "full_3d_off"} <= set(self.table.index):
+            gain = self.table.loc["full", "ari"] - self.table.loc["full_3d_off", "ari"]
+            lines += [f"3D branch: full method minus \"3D weight off\" = {gain:+.3f} ARI "
+                      f"({'the 3D term helps here' if gain > 0 else 'the 3D term does not help here'}).", ""]
+        if not self.by_yaw.empty:
+            lines += ["Scores per yaw bin (the pipeline's own yaw estimate, |yaw| in degrees; same clusterings):", "",
+                      _markdown(self.by_yaw), ""]
         if not self.subsets.empty:
             lines += ["Scores on subsets of the faces (same clustering, scored on the subset only):", "",
                       _markdown(self.subsets), ""]
@@ -86,13 +98,14 @@ class Evaluation:
 
 def evaluate_features(features: Features | Mapping[str, np.ndarray], labels: Sequence, *, name: str = "dataset",
                       groups: Sequence | None = None, conditions: Sequence | None = None,
+                      yaw: Sequence[float] | None = None,
                       methods: Sequence[str] | str = "all", embedder: str = "dlib",
                       lam_grid: Sequence[float] = LAM_GRID,
                       random_state: int = 0) -> Evaluation:
     """Run ``methods`` on the faces and score them against ``labels`` (rows with a missing label are dropped).
 
     ``groups`` (photo ids) feed the full method's cannot-link constraint; ``conditions`` (e.g. "profile" /
-    "frontal", or a stress variant) add per-subset scores.
+    "frontal", or a stress variant) add per-subset scores; ``yaw`` (degrees, NaN where unknown) the per-yaw table.
     """
     blocks = as_blocks(features)
     labels = pd.Series(list(labels), dtype="string")
@@ -133,7 +146,7 @@ def evaluate_features(features: Features | Mapping[str, np.ndarray], labels: Seq
         if method == "full":
             continue
         t0 = time.perf_counter()
-        preds[method] = _run(method, blocks, codes, k_auto, embedder, random_state)
+        preds[method] = _run(method, blocks, codes, k_auto, embedder, random_state, group_codes)
         seconds[method] = time.perf_counter() - t0
     rows = {}
     for method in wanted:
@@ -144,9 +157,12 @@ def evaluate_features(features: Features | Mapping[str, np.ndarray], labels: Seq
         rows[method] = row
     table = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=list(COLUMNS))
     subsets = _subset_scores(codes, preds, cond) if cond is not None else pd.DataFrame()
+    yaw_bins = _yaw_bins(np.asarray(yaw, dtype=np.float64)[keep]) if yaw is not None else None
+    by_yaw = _subset_scores(codes, preds, yaw_bins) if yaw_bins is not None else pd.DataFrame()
     sweep = _lam_sweep(model, metric, ok, codes, lam_grid) if model is not None and names_3d else pd.DataFrame()
     dbscan = _dbscan_effect(model, metric, random_state) if model is not None else {}
-    return Evaluation(name=name, table=table, lam_sweep=sweep, dbscan=dbscan, subsets=subsets, notes=notes)
+    return Evaluation(name=name, table=table, lam_sweep=sweep, dbscan=dbscan, subsets=subsets, notes=notes,
+                      by_yaw=by_yaw)
 
 
 def evaluate(store: Store, *, methods: Sequence[str] | str = "all", subset_by: str | Mapping | None = "filename",
@@ -166,7 +182,19 @@ def evaluate(store: Store, *, methods: Sequence[str] | str = "all", subset_by: s
     conditions = _conditions(faces, subset_by)
     return evaluate_features(store.features.subset(ok), faces["label"], name=name or run.get("source", "dataset"),
                              groups=photo_groups(faces), conditions=conditions, methods=methods,
+                             yaw=faces["yaw"] if "yaw" in faces else None,
                              embedder=run.get("config", {}).get("embedder", "dlib"), random_state=random_state)
+
+
+def _yaw_bins(yaw: np.ndarray) -> pd.Series:
+    """``"0-30°"`` / ``"30-60°"`` / ``"60-90°"`` per face from |yaw| (the last bin takes anything above 60°;
+    NaN: no bin), named so that they sort in order."""
+    magnitude = np.abs(yaw)
+    out = pd.Series([None] * len(yaw), dtype="object")
+    for i, (low, high) in enumerate(YAW_BINS):
+        inside = (magnitude >= low) & ((magnitude < high) | (i == len(YAW_BINS) - 1))
+        out[inside] = f"{low:.0f}-{high:.0f}°"
+    return out
 
 
 def _conditions(faces: pd.DataFrame, subset_by: str | Mapping | None) -> pd.Series | None:
@@ -182,10 +210,12 @@ def _conditions(faces: pd.DataFrame, subset_by: str | Mapping | None) -> pd.Seri
     return faces[subset_by]
 
 
-def _run(method: str, blocks: dict, codes: np.ndarray, k: int | None, embedder: str, seed: int) -> np.ndarray:
+def _run(method: str, blocks: dict, codes: np.ndarray, k: int | None, embedder: str, seed: int,
+         groups: np.ndarray | None = None) -> np.ndarray:
     """A baseline by its one name: the k-needing ones get the full method's ``k``, thresholds the embedder's."""
     accepts = inspect.signature(BASELINES[method].fn).parameters
-    params = {key: value for key, value in (("embedder", embedder), ("random_state", seed)) if key in accepts}
+    params = {key: value for key, value in (("embedder", embedder), ("random_state", seed), ("groups", groups))
+              if key in accepts}
     return run_baseline(method, blocks, n_clusters=k, labels_true=codes, **params)
 
 
