@@ -1,12 +1,14 @@
-"""The ``facecluster`` command. Sub-commands mirror the public API: info, extract (more follow)."""
+"""The ``facecluster`` command. Sub-commands mirror the public API: info, extract, cluster, evaluate."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+import time
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
@@ -14,6 +16,7 @@ from . import __version__
 from .errors import FaceclusterError, ImageReadError
 from .io.datasets import FaceSource, display_path, load_faces
 from .io.images import probe_image
+from .store import Store
 
 log = logging.getLogger("facecluster_widgets")
 
@@ -52,19 +55,36 @@ def _parser() -> argparse.ArgumentParser:
     extract.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     extract.set_defaults(run=_extract)
 
+    cluster = sub.add_parser("cluster", help="group the faces in a folder of photos by person",
+                             description="Extracts PHOTOS (resumably, into DIR/store, reused by the next run), "
+                             "clusters the faces with the method's defaults and writes DIR/clusters.csv: file, "
+                             "face index, box, cluster (-1: in no cluster) and distance to the cluster's centre.")
+    cluster.add_argument("photos", metavar="PHOTOS", help="a folder of photos (or a dataset name)")
+    cluster.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    cluster.add_argument("--eps", type=float, default=None, help="DBSCAN radius on the fused distance")
+    cluster.add_argument("--min-samples", type=int, default=None, help="DBSCAN's MinPts")
+    cluster.add_argument("--lam", type=float, default=None, help="weight of the 2D embedding (1 - weight of 3D)")
+    cluster.add_argument("--k", type=int, default=None, help="number of people (default: chosen by silhouette)")
+    cluster.add_argument("--export", choices=("links", "copy"), default=None,
+                         help="also write DIR/clusters/, a folder per cluster of links to (or copies of) the photos")
+    cluster.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    cluster.set_defaults(run=_cluster)
+
     evaluate = sub.add_parser("evaluate", help="the method's experiment: a Table-2-style comparison per dataset",
                               description="Extracts each DATA (resumably) and scores the full method, its "
                               "baselines and the usual peers against the folder labels. Writes <name>.md, "
                               "<name>.csv, <name>_lambda.csv (and <name>_subsets.csv, <name>_yaw.csv) per dataset and "
                               "report.md.")
-    evaluate.add_argument("data", nargs="+", metavar="DATA")
+    evaluate.add_argument("data", nargs="+", metavar="DATA", help="a dataset folder or name, or a store folder "
+                          "made by 'facecluster extract' (used as it is)")
     evaluate.add_argument("--protocol", choices=("clean", "merged", "stress"), default="clean",
                           help="clean: each DATA alone; merged: all DATA as one collection (labels kept apart); "
                           "stress: merged, then 30 %% of photos occluded / at 1/4 resolution / relit, each "
                           "variant scored on its own (corrupted copies are written inside the store)")
     evaluate.add_argument("--out", default="evaluation", metavar="DIR", help="report folder (default: evaluation)")
     evaluate.add_argument("--stores", default=None, metavar="DIR",
-                          help="folder of per-dataset stores (default: the cache folder)")
+                          help="folder of per-dataset stores, DIR/<dataset name>, made or reused (default: the "
+                          "cache folder); the merged protocol reuses each dataset's store")
     evaluate.add_argument("--methods", nargs="+", default=None, help="subset of methods (default: all)")
     evaluate.add_argument("--detector", default=None, help="face detector backend (default: the pipeline's)")
     evaluate.add_argument("--embedder", default=None, help="2D embedder backend (default: the pipeline's)")
@@ -124,31 +144,86 @@ def _extract(args: argparse.Namespace) -> int:
         overrides["refine"] = RefineSettings()
     store = extract(args.data, args.out, progress=not args.no_progress, **overrides)
     report = store.read_json("run")
-    work = ", ".join(f"{step} {n} ({report['seconds'].get(step, 0):.2f} s)" for step, n in report["counts"].items())
-    print(f"store:      {store.root}\nimages:     {report['n_images']}\nfaces:      {report['n_faces']}\n"
-          f"unreadable: {report['n_unreadable']}\nno face:    {report['n_no_face']}\n"
-          f"wall time:  {report['wall_seconds']:.2f} s\nwork done:  {work}")
-    errors = store.errors
-    for row in errors.itertuples():
-        print(f"  {row.path}: {row.reason}")
+    steps = ", ".join(f"{step} {n} ({report['seconds'].get(step, 0):.2f} s)" for step, n in report["counts"].items())
+    print("\n".join([f"store:      {store.root}", *_extraction_lines(store),
+                     f"wall time:  {report['wall_seconds']:.2f} s", f"steps:      {steps}"]))
     return 0
 
 
+def _extraction_lines(store: Store) -> list[str]:
+    """Images, faces, each unusable image by name under its count, and the work done (so a rerun shows 0)."""
+    report = store.read_json("run")
+    lines = [f"images:     {report['n_images']}", f"faces:      {report['n_faces']}"]
+    for frame, status, title in ((store.images, "unreadable", "unreadable"), (store.table, "no_face", "no face")):
+        rows = frame.loc[frame["status"] == status].drop_duplicates("path")
+        lines.append(f"{title + ':':<11} {len(rows)}")
+        lines.extend(f"  {display_path(row.path)}: {row.reason}" for row in rows.itertuples())
+    lines.append(f"work done:  {_work_done(report)}")
+    return lines
+
+
+def _work_done(report: dict) -> str:
+    counts = report.get("counts", {})
+    return f"{counts.get('store', 0)} recomputed, {counts.get('cached', 0)} reused from the store"
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    from .pipeline.extract import extract
+    from .review.export import export_folders, export_table, face_clusters
+    from .review.session import ClusterSession
+
+    started = time.perf_counter()
+    out = Path(args.out).expanduser()
+    folders = out / "clusters"
+    if args.export and folders.is_dir() and any(folders.iterdir()):
+        raise FaceclusterError(f"{folders}: holds an earlier export; remove it (or choose another --out) to export "
+                               "again, so no file is overwritten")
+    if out.exists() and not out.is_dir():
+        raise FaceclusterError(f"{out}: exists and is not a folder")
+    store = extract(args.photos, out / "store", progress=not args.no_progress)
+    extracted = time.perf_counter()
+    given = {"eps": args.eps, "min_samples": args.min_samples, "lam": args.lam, "n_clusters": args.k}
+    session = ClusterSession.from_store(store, persist=False, **{k: v for k, v in given.items() if v is not None})
+    view = session.view
+    frame = face_clusters(session)
+    export_table(frame, out / "clusters.csv")
+    done = time.perf_counter()
+    faces = frame["cluster"].to_numpy()
+    print("\n".join([
+        f"store:      {store.root}", *_extraction_lines(store),
+        f"people found:  {view.n_clusters} ({view.reason})",
+        f"faces in none: {int((faces < 0).sum())} of {len(faces)}",
+        *([f"corrections:   {len(session.edits)} replayed from {store.root / 'edits.json'}"] if len(session.edits)
+          else []),
+        f"time:          {done - started:.1f} s (extraction {extracted - started:.1f} s, clustering "
+        f"{done - extracted:.1f} s)",
+        f"written:       {out / 'clusters.csv'}"]))
+    if args.export:
+        table = frame.rename(columns={"file": "path"})
+        result = export_folders(table, folders, mode="symlink" if args.export == "links" else "copy")
+        print(f"exported:      {result['files']} photos into {result['folders']} folders under {folders}")
+        for error in result["errors"]:
+            print(f"  not exported: {error['path']}: {error['reason']}")
+    return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .config import default_cache_dir
     from .evaluation.evaluate import evaluate
     from .evaluation.stress import VARIANTS, primary_points5, stress_source
     from .io.datasets import combine_sources
-    from .pipeline.extract import extract
+    from .store import open_store
 
-    sources = [load_faces(d) for d in args.data]
-    if args.protocol in ("merged", "stress"):
-        sources = [combine_sources(sources, name="merged")]
+    progress = not args.no_progress
     stores = Path(args.stores) if args.stores else default_cache_dir()
+    overrides = _backend_overrides(args)
+    pairs = [_dataset_store(data, stores, progress, overrides) for data in args.data]
+    if args.protocol in ("merged", "stress"):
+        source = combine_sources([s for s, _ in pairs], name="merged")
+        merged = open_store(stores / source.name)
+        for _, store in pairs:
+            merged.adopt(store)  # each dataset's results: the merged collection is not extracted again
+        pairs = [(source, _extracted(source, merged, progress, overrides))]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sections = []
@@ -166,19 +241,46 @@ def _evaluate(args: argparse.Namespace) -> int:
         sections.append(text)
         print(text)
 
-    for source in sources:
-        store = extract(source, stores / source.name, progress=not args.no_progress, **_backend_overrides(args))
+    for source, store in pairs:
         report(source.name, evaluate(store, methods=methods, name=source.name))
         if args.protocol != "stress":
             continue
         points5 = primary_points5(store)
         for variant in VARIANTS:
             stressed, conditions = stress_source(source, store, variant, points5)
-            store = extract(stressed, store, progress=not args.no_progress, **_backend_overrides(args))
+            store = _extracted(stressed, store, progress, overrides)
             report(stressed.name, evaluate(store, methods=methods, subset_by=conditions, name=stressed.name))
     (out / "report.md").write_text("# Evaluation\n\n" + "\n".join(sections))
     print(f"written: {out / 'report.md'}")
     return 0
+
+
+def _dataset_store(data: str, stores: Path, progress: bool, overrides: dict) -> tuple[FaceSource, Store]:
+    """A store folder made by ``extract`` is used as it is (``overrides`` do not apply: it holds its own run); a
+    dataset is extracted into ``stores/<name>`` (reused)."""
+    import pandas as pd
+
+    from .store import open_store
+
+    if (Path(data).expanduser() / "STORE.json").is_file():
+        store = open_store(data, create=False)
+        images = store.images
+        images = images.loc[images["status"] != "skipped"]
+        labels = tuple(None if pd.isna(v) else str(v) for v in images["label"])
+        source = FaceSource(paths=tuple(Path(p) for p in images["path"]), name=store.read_json("run")["source"],
+                            labels=labels if any(v is not None for v in labels) else None)
+        print(f"store {source.name}: {store.root} (made by extract, used as it is)")
+        return source, store
+    source = load_faces(data)
+    return source, _extracted(source, stores / source.name, progress, overrides)
+
+
+def _extracted(source: FaceSource, store: Store | Path, progress: bool, overrides: dict) -> Store:
+    from .pipeline.extract import extract
+
+    store = extract(source, store, progress=progress, **overrides)
+    print(f"store {source.name}: {store.root} ({_work_done(store.read_json('run'))})")
+    return store
 
 
 if __name__ == "__main__":

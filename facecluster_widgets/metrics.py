@@ -221,7 +221,7 @@ METRICS: dict[str, Callable[[object, object], float]] = {
 SYMMETRIC = frozenset({"ari", "nmi", "bcubed_f", "pairwise_f"})
 
 
-def scores(labels_true: object, labels_pred: object, distances: np.ndarray | None = None) -> dict[str, float]:
+def scores(labels_true: object, labels_pred: object, distances: np.ndarray | None = None) -> dict[str, float | int]:
     """Every score in :data:`METRICS`, plus noise fraction, clusters found vs true and (given a distance) silhouette.
 
     The silhouette is NaN when it is undefined (fewer than 2 clusters among non-noise faces).
@@ -229,8 +229,8 @@ def scores(labels_true: object, labels_pred: object, distances: np.ndarray | Non
     true, pred = check_pair(labels_true, labels_pred)
     out = {name: fn(true, pred) for name, fn in METRICS.items()}
     out["noise_fraction"] = noise_fraction(pred)
-    out["clusters_found"] = float(clusters_found(pred))
-    out["clusters_true"] = float(np.unique(true).size)
+    out["clusters_found"] = clusters_found(pred)
+    out["clusters_true"] = int(np.unique(true).size)
     if distances is not None:
         try:
             out["silhouette"] = silhouette(pred, distances)

@@ -431,12 +431,7 @@ TUNING = [
         Defaults are fixed once for every dataset: nothing here is tuned on these labels.
     """),
     code("""
-        import warnings
-        from facecluster_widgets.evaluation.evaluate import evaluate
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # λ values where DBSCAN finds only noise say so once each
-            evaluation = evaluate(store)
+        evaluation = fc.evaluate(store)  # λ values where DBSCAN finds only noise are named once, in the notes
         evaluation.table.round(3)
     """),
     code("""

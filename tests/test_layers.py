@@ -20,7 +20,7 @@ UI_LIBRARIES = {"ipywidgets", "plotly", "k3d", "anywidget", "IPython", "matplotl
 #: The method's flow, top to bottom. A module may import from its own layer or any layer before it, never after.
 #: Keys are the first component under the package (a module or a sub-package).
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "config", "registry", "features", "store"),   # foundations every stage leans on
+    ("errors", "config", "registry", "features", "store", "nativelog"),   # foundations every stage leans on
     ("io",),                                                  # decode, datasets, the faces table
     ("detect", "standardize", "embed", "recon"),              # the per-face stages of the method
     ("descriptors", "identity"),                              # 3D descriptors from the fitted meshes

@@ -127,3 +127,15 @@ def test_stale_temporaries_of_killed_writers_are_removed_young_ones_kept(tmp_pat
     assert not old.exists() and young.exists() and entry.exists()
     assert store.get(stage, ID) is not None
     assert store.remove_stale_temporaries(older_than=0.0) == 1 and not young.exists() and entry.exists()
+
+
+def test_adopt_takes_what_the_store_lacks_and_keeps_what_it_has(tmp_path):
+    a, b = open_store(tmp_path / "a"), open_store(tmp_path / "b")
+    stage = Stage("probe", 1, {"k": 1})
+    a.put(stage, "ab" * 16, {"x": np.arange(3)})
+    a.put(stage, "cd" * 16, {"x": np.arange(4)})
+    b.put(stage, "cd" * 16, {"x": np.zeros(2)})
+    assert b.adopt(a) == 1 and b.adopt(a) == 0
+    np.testing.assert_array_equal(b.get(stage, "ab" * 16).arrays["x"], np.arange(3))
+    np.testing.assert_array_equal(b.get(stage, "cd" * 16).arrays["x"], np.zeros(2))  # its own result stays
+    assert stage.key in b.stage_keys()

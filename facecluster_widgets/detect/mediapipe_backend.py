@@ -9,11 +9,13 @@ call :meth:`MediapipeDetector.close` (or use it as a context manager) to stop it
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
 
 from ..errors import FaceclusterError
+from ..nativelog import filtered_native_stderr
 from .base import Detection, check_rgb
 from .dlib_backend import BoxAdjust, Landmarker68, finalize
 
@@ -59,6 +61,7 @@ class MediapipeDetector:
         self.pad = float(pad)
         self.landmarker = (landmarker or Landmarker68()) if landmarks else None
         self._graph: Any = None
+        self._warm = False  # True once the graph has found a face: its native start-up lines are over
 
     @property
     def box_adjust(self) -> BoxAdjust:
@@ -79,6 +82,7 @@ class MediapipeDetector:
     def close(self) -> None:
         """Stop the MediaPipe graph; the next :meth:`detect` builds a new one."""
         graph, self._graph = self._graph, None
+        self._warm = False
         if graph is not None:
             graph.close()
 
@@ -95,7 +99,7 @@ class MediapipeDetector:
             pass
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_graph": None}
+        return {**self.__dict__, "_graph": None, "_warm": False}
 
     def find(self, rgb: np.ndarray) -> list[Detection]:
         """Boxes (not yet clipped to the image) and scores; :meth:`detect` adds landmarks and clips."""
@@ -105,7 +109,9 @@ class MediapipeDetector:
         image = rgb
         if border:
             image = np.pad(rgb, ((border, border), (border, border), (0, 0)), constant_values=127)
-        result = self._face_detection().process(image)
+        with filtered_native_stderr() if not self._warm else nullcontext():  # see nativelog: first frames log
+            result = self._face_detection().process(image)
+        self._warm = self._warm or bool(result.detections)
         found = []
         for det in result.detections or []:
             rel = det.location_data.relative_bounding_box

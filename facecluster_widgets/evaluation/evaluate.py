@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -156,10 +157,18 @@ def evaluate_features(features: Features | Mapping[str, np.ndarray], labels: Seq
         row["seconds"] = seconds[method]
         rows[method] = row
     table = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=list(COLUMNS))
+    table.index.name = "method"
+    if model is not None and "full" in table.index:
+        notes += _silhouette_note(model, float(table.loc["full", "silhouette"]))
     subsets = _subset_scores(codes, preds, cond) if cond is not None else pd.DataFrame()
     yaw_bins = _yaw_bins(np.asarray(yaw, dtype=np.float64)[keep]) if yaw is not None else None
     by_yaw = _subset_scores(codes, preds, yaw_bins) if yaw_bins is not None else pd.DataFrame()
     sweep = _lam_sweep(model, metric, ok, codes, lam_grid) if model is not None and names_3d else pd.DataFrame()
+    if not sweep.empty and (sweep["clusters_found"] == 0).any():
+        lams = sweep.loc[sweep["clusters_found"] == 0, "lam"]
+        notes.append(f"λ sweep: at {len(lams)} of its λ values ({lams.min():.2f}…{lams.max():.2f}) DBSCAN "
+                     f"(ε = {model.eps}, MinPts = {model.min_samples}) left every face as noise: those rows "
+                     "find no cluster")
     dbscan = _dbscan_effect(model, metric, random_state) if model is not None else {}
     return Evaluation(name=name, table=table, lam_sweep=sweep, dbscan=dbscan, subsets=subsets, notes=notes,
                       by_yaw=by_yaw)
@@ -219,6 +228,15 @@ def _run(method: str, blocks: dict, codes: np.ndarray, k: int | None, embedder: 
     return run_baseline(method, blocks, n_clusters=k, labels_true=codes, **params)
 
 
+def _silhouette_note(model: HybridClustering, table_value: float) -> list[str]:
+    """Say which silhouette is which when the k search's figure (in the reason) and the table's differ."""
+    sweep_value = model.auto_k_scores_.get(model.n_clusters_)
+    if sweep_value is None or np.isnan(table_value) or abs(sweep_value - table_value) < 5e-4:
+        return []
+    return [f"full method's silhouette: {table_value:.3f} in the table (the final clustering, every clustered "
+            f"face); the k search's {sweep_value:.3f} above is of one K-Means start on the faces DBSCAN kept"]
+
+
 def _silhouette(pred: np.ndarray, D: np.ndarray) -> float:
     try:
         return silhouette(pred, D)
@@ -242,7 +260,9 @@ def _lam_sweep(model: HybridClustering, metric: FusedMetric, ok: np.ndarray, cod
     rows = []
     base_lam = model.lam
     for lam in lam_grid:
-        model.refit(lam=float(lam))
+        with warnings.catch_warnings():  # reported once, in the notes, not once per λ
+            warnings.filterwarnings("ignore", message="DBSCAN marked every face as noise")
+            model.refit(lam=float(lam))
         s = scores(codes, model.labels_)
         rows.append({"lam": float(lam), "ari": s["ari"], "purity": s["purity"],
                      "silhouette": _silhouette(model.labels_[ok], metric.pairwise(float(lam))),

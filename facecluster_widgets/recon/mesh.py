@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ..errors import FaceclusterError, ModelMissingError
+from ..nativelog import filtered_native_stderr
 from ..standardize import Similarity, align, crop_box
 from . import mediapipe_topology as topo
 
@@ -115,6 +117,7 @@ class MeshReconstructor:
         self.max_faces = int(max_faces)
         self.min_detection_confidence = float(min_detection_confidence)
         self._graph = None
+        self._warm = False  # True once the graph has meshed a face: its native start-up lines are over
 
     def params(self) -> dict:
         return {"crop_size": self.crop_size, "padding": self.padding, "box_margin": self.box_margin,
@@ -156,7 +159,9 @@ class MeshReconstructor:
                 f"crop must be an RGB uint8 array (H, W, 3), got "
                 f"{getattr(crop, 'dtype', type(crop).__name__)} {getattr(crop, 'shape', '')}"
             )
-        result = self._mesh_graph().process(np.ascontiguousarray(crop))
+        with filtered_native_stderr() if not self._warm else nullcontext():  # see nativelog: first frames log
+            result = self._mesh_graph().process(np.ascontiguousarray(crop))
+        self._warm = self._warm or bool(result.multi_face_landmarks)
         if not result.multi_face_landmarks:
             return None
         h, w = crop.shape[:2]
@@ -179,6 +184,7 @@ class MeshReconstructor:
         if self._graph is not None:
             self._graph.close()
             self._graph = None
+            self._warm = False
 
     def __enter__(self) -> MeshReconstructor:
         return self

@@ -25,6 +25,7 @@ import pandas as pd
 
 from ..errors import FaceclusterError
 from ..store import atomic_write
+from .session import ClusterSession
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,25 @@ def assignments(face_ids: Sequence[str], paths: Sequence[str], labels: np.ndarra
     })
     if true_labels is not None:
         frame["true_label"] = pd.array([None if v is None else str(v) for v in true_labels], dtype="string")
+    return frame
+
+
+def face_clusters(session: ClusterSession) -> pd.DataFrame:
+    """The command line's table, one row per face: ``file, face_index, x0, y0, x1, y1, cluster, name,
+    distance_to_centre`` (the fused distance to its cluster's centroid; empty for the faces in no cluster)."""
+    view = session.view
+    table = session.faces.table
+    clusters, distances = session.centroid_distances(view)
+    labels = np.asarray(view.labels)
+    to_centre = np.full(labels.size, np.nan)
+    placed = labels >= 0
+    to_centre[placed] = distances[np.flatnonzero(placed), np.searchsorted(clusters, labels[placed])]
+    frame = pd.DataFrame({"file": table["path"].astype("string"), "face_index": table["face_index"].astype(np.int64)})
+    for name in ("x0", "y0", "x1", "y1"):
+        frame[name] = table[name].to_numpy(dtype=float).round(1)
+    frame["cluster"] = labels
+    frame["name"] = pd.array([view.names.get(int(c), "") if c >= 0 else "" for c in labels], dtype="string")
+    frame["distance_to_centre"] = to_centre.round(4)
     return frame
 
 
