@@ -189,10 +189,14 @@ def _cluster(args: argparse.Namespace) -> int:
     export_table(frame, out / "clusters.csv")
     done = time.perf_counter()
     faces = frame["cluster"].to_numpy()
+    scores = session.metrics(view)
+    known = (f"; against the folder names ({int(scores['labelled_faces'])} faces): ARI {scores['ari']:.3f}, purity "
+             f"{scores['purity']:.3f}" if "ari" in scores else "")
     print("\n".join([
         f"store:      {store.root}", *_extraction_lines(store),
         f"people found:  {view.n_clusters} ({view.reason})",
         f"faces in none: {int((faces < 0).sum())} of {len(faces)}",
+        f"scores:        silhouette {scores['silhouette']:.3f}{known}",
         *([f"corrections:   {len(session.edits)} replayed from {store.root / 'edits.json'}"] if len(session.edits)
           else []),
         f"time:          {done - started:.1f} s (extraction {extracted - started:.1f} s, clustering "

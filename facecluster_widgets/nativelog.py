@@ -36,18 +36,23 @@ _FD2 = threading.RLock()
 @contextmanager
 def filtered_native_stderr() -> Iterator[None]:
     """Capture what native code writes to fd 2 inside the block; drop :data:`NOISE`, log every other line."""
-    with _FD2, tempfile.TemporaryFile() as capture:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        os.dup2(capture.fileno(), 2)
+    with _FD2:
         try:
+            saved = os.dup(2)
+        except OSError:  # no fd 2 at all (a detached process): nothing to filter
             yield
-        finally:
+            return
+        with tempfile.TemporaryFile() as capture:
             sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            text = capture.read().decode("utf-8", errors="replace")
+            os.dup2(capture.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                capture.seek(0)
+                text = capture.read().decode("utf-8", errors="replace")
     for line in text.splitlines():
         if any(noise in line for noise in NOISE):
             log.debug("native: %s", line)

@@ -86,8 +86,7 @@ QUICKSTART = [
         "  matches) which are saved in the store, and the export."
     ),
     new_code_cell(
-        "from facecluster_widgets.widgets import ClusterExplorer\n\n"
-        "explorer = ClusterExplorer(store)\n"
+        "explorer = fc.ClusterExplorer(store)\n"
         "explorer"
     ),
     new_markdown_cell("Everything the widget shows is also there in code, e.g. the clustering and its scores:"),
@@ -220,9 +219,7 @@ METHOD = [
         print("head pose:", ", ".join(f"{k} {faces.column(k)[row]:+.0f}°" for k in ("yaw", "pitch", "roll")))
     """),
     code("""
-        from facecluster_widgets.widgets import MeshViewer
-
-        viewer = MeshViewer(faces, row)
+        viewer = fc.MeshViewer(faces, row)
         viewer
     """),
     md("""
@@ -360,9 +357,7 @@ METHOD = [
         (the quickstart) does the clustering side interactively.
     """),
     code("""
-        from facecluster_widgets.widgets import PipelineStepper
-
-        PipelineStepper(faces, row, session=session)
+        fc.PipelineStepper(faces, row, session=session)
     """),
 ]
 
@@ -382,9 +377,7 @@ TUNING = [
         seconds). Pick the score to show; the star marks the best cell; click a cell to move a linked explorer.
     """),
     code("""
-        from facecluster_widgets.widgets import ParameterSweep
-
-        sweep = ParameterSweep(session, steps=(8, 6), background=False, run=True)
+        sweep = fc.ParameterSweep(session, steps=(8, 6), background=False, run=True)
         sweep
     """),
     md("""

@@ -90,6 +90,7 @@ def test_extract_on_dask_without_dask_names_the_extra(monkeypatch, tmp_path):
         fc.extract([tmp_path / "a.png"], store=tmp_path / "store", client=object(), progress=False)
 
 
+@pytest.mark.slow
 def test_session_and_estimator_from_a_store(tmp_path, lfw10):
     people = sorted(p for p in lfw10.iterdir() if p.is_dir())[:3]
     photos = [photo for person in people for photo in sorted(person.glob("*"))[:4]]

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from PIL import Image
 
 from facecluster_widgets.cli import main
@@ -59,6 +60,7 @@ def _few(dataset: Path, folder: Path, people: int = 3, photos: int = 4) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_evaluate_writes_the_report_and_reuses_every_store(tmp_path, lfw10, yale, capsys):
     few, other = _few(lfw10, tmp_path / "few"), _few(yale, tmp_path / "other")
     out, stores = tmp_path / "report", tmp_path / "stores"
@@ -96,6 +98,7 @@ def _facecluster(*args: str) -> subprocess.CompletedProcess:
                           env=env, timeout=1200)
 
 
+@pytest.mark.slow
 def test_cluster_a_folder_then_rerun_from_its_store(tmp_path, lfw10):
     out = tmp_path / "out"
     first = _facecluster("cluster", str(lfw10), "--out", str(out), "--no-progress", "--export", "links")
@@ -115,6 +118,9 @@ def test_cluster_a_folder_then_rerun_from_its_store(tmp_path, lfw10):
     found = int(re.search(r"people found:  (\d+)", first.stdout).group(1))
     assert found == rows.loc[rows["cluster"] >= 0, "cluster"].nunique() >= 2
     assert f"faces in none: {int((rows['cluster'] < 0).sum())} of {len(rows)}" in first.stdout
+    ari = float(re.search(r"scores: +silhouette [0-9.]+; against the folder names \(\d+ faces\): ARI ([0-9.]+)",
+                          first.stdout).group(1))
+    assert ari > 0.9  # lfw10's folders name the people: the defaults find them
     assert rows.loc[rows["cluster"] >= 0, "distance_to_centre"].between(0, 2).all()
     assert rows.loc[rows["cluster"] < 0, "distance_to_centre"].isna().all()
     links = sorted((out / "clusters").rglob("*.jpg"))

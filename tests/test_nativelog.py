@@ -28,3 +28,24 @@ def test_fd2_is_restored_when_the_block_raises(capfd):
         pass
     os.write(2, b"still here\n")
     assert capfd.readouterr().err == "still here\n"
+
+
+def test_threads_take_turns_and_fd2_comes_back(capfd, caplog):
+    import threading
+
+    caplog.set_level(logging.WARNING, logger="facecluster_widgets.nativelog")
+
+    def write(i: int) -> None:
+        for _ in range(20):
+            with filtered_native_stderr():
+                os.write(2, f"thread {i}\n".encode())
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    os.write(2, b"back\n")
+    assert capfd.readouterr().err == "back\n"
+    assert sorted({r.getMessage() for r in caplog.records}) == [f"native: thread {i}" for i in range(4)]
+    assert len(caplog.records) == 80
