@@ -1,4 +1,5 @@
-# Two commands a user needs: `make demo` and `make test`. `make .venv` builds the environment alone.
+# Two commands a user needs: `make demo` and `make test`. `make .venv` builds the environment alone;
+# `make check` is the fast loop while developing (lint + the tests not marked slow).
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -7,7 +8,7 @@ STAMP := $(VENV)/.installed
 CONSTRAINTS := requirements/constraints.txt
 JUPYTER_ARGS ?= --ip=127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: .venv demo test bench lint clean browser-deps
+.PHONY: .venv demo test check bench lint clean browser-deps
 
 .venv: $(STAMP)
 
@@ -27,6 +28,9 @@ demo: $(STAMP)
 
 test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest --nbmake tests notebooks
+
+check: lint
+	$(BIN)/python -m pytest -m "not slow" -q tests
 
 # The browser test drives Debian's chromium (never a downloaded browser); installed here when missing and root.
 browser-deps:

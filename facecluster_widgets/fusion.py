@@ -33,7 +33,7 @@ from functools import cached_property
 
 import numpy as np
 from scipy.linalg import LinAlgError, cholesky, solve_triangular
-from scipy.sparse import csr_matrix
+from scipy.sparse import csr_matrix, issparse
 from sklearn.covariance import LedoitWolf
 from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.preprocessing import StandardScaler
@@ -73,6 +73,11 @@ def as_blocks(X: Features | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     blocks: dict[str, np.ndarray] = {}
     n_rows = None
     for name, block in raw.items():
+        if issparse(block):
+            raise FeatureInputError(f"feature block {name!r} is a sparse matrix; sparse input is not supported, "
+                                    "pass a dense (n, d) array")
+        if np.iscomplexobj(block):
+            raise FeatureInputError(f"feature block {name!r}: Complex data not supported (features are real)")
         try:
             arr = np.asarray(block, dtype=np.float64)
         except (TypeError, ValueError) as exc:

@@ -79,3 +79,15 @@ def dlib_points68():
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
 
     return points68
+
+
+#: Whole files that are slow, marked here rather than in the file: tests/test_browser.py drives Chromium through
+#: JupyterLab, tests/test_widgets.py builds explorers on real stores (~60 s together). Every other slow test
+#: carries ``@pytest.mark.slow`` (or ``pytestmark``) itself. ``make check`` leaves them out; ``make test`` runs all.
+SLOW_FILES = frozenset({"test_browser.py", "test_widgets.py"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)

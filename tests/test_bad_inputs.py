@@ -106,6 +106,8 @@ def _by_name(frame, name: str):
     return frame[frame["path"].map(os.path.basename) == display_path(name)]
 
 
+@pytest.mark.slow
+@pytest.mark.slow
 def test_every_bad_file_is_listed_with_its_reason(messy):
     store, _, _ = messy
     assert {m.name for m in MESSY_FILES} <= set(REFUSED) | set(READ)  # every generated case is checked
@@ -118,6 +120,7 @@ def test_every_bad_file_is_listed_with_its_reason(messy):
         assert re.search(pattern, row["reason"].iloc[0]), (name, row["reason"].iloc[0])
 
 
+@pytest.mark.slow
 def test_unreadable_files_keep_a_faces_row_and_a_summary(messy):
     store, _, warnings = messy
     table, run = store.table, store.read_json("run")
@@ -131,12 +134,14 @@ def test_unreadable_files_keep_a_faces_row_and_a_summary(messy):
 
 
 @pytest.mark.skipif(AS_ROOT, reason="root reads 0000 files; the test above simulates the refusal instead")
+@pytest.mark.slow
 def test_permission_denied_is_real_for_a_normal_user(messy):
     _, folder, _ = messy
     with pytest.raises(fc.ImageReadError, match="permission denied"):
         fc.read_image(folder / "locked.jpg")
 
 
+@pytest.mark.slow
 def test_odd_formats_are_read_and_their_face_found(messy):
     store, _, _ = messy
     images, table = store.images, store.table
@@ -154,6 +159,7 @@ def test_odd_formats_are_read_and_their_face_found(messy):
         assert valid[faces.index].all(), name
 
 
+@pytest.mark.slow
 def test_odd_names_survive_the_table(messy):
     store, folder, _ = messy
     paths = set(store.images["path"])
@@ -162,6 +168,7 @@ def test_odd_names_survive_the_table(messy):
     assert os.path.exists(os.path.join(os.fsencode(folder), NON_UTF8_NAME))  # the user's file is untouched
 
 
+@pytest.mark.slow
 def test_no_face_rows_say_so(messy):
     store, _, _ = messy
     table = store.table
@@ -172,6 +179,7 @@ def test_no_face_rows_say_so(messy):
         assert not store.features.valid[row.index].any()
 
 
+@pytest.mark.slow
 def test_many_faces_get_one_row_each(messy):
     store, _, _ = messy
     rows = _by_name(store.table, "collage_3x3.jpg")
@@ -182,6 +190,7 @@ def test_many_faces_get_one_row_each(messy):
     assert store.features.valid[rows.index].all()
 
 
+@pytest.mark.slow
 def test_small_and_cut_faces_are_flagged(messy):
     store, _, _ = messy
     table = store.table
@@ -195,6 +204,7 @@ def test_small_and_cut_faces_are_flagged(messy):
     assert not _by_name(table, LONG_NAME)[["small_face", "cut_by_border"]].any(axis=None)
 
 
+@pytest.mark.slow
 def test_duplicates_point_to_the_first_copy_and_are_computed_once(messy):
     store, _, _ = messy
     table = store.table
@@ -209,6 +219,7 @@ def test_duplicates_point_to_the_first_copy_and_are_computed_once(messy):
     assert run["counts"]["detect"] == distinct == (store.images["status"] == "ok").sum() - 1
 
 
+@pytest.mark.slow
 def test_profile_faces_are_kept_and_flagged(messy):
     store, _, _ = messy
     table, valid = store.table, store.features.valid
@@ -219,6 +230,7 @@ def test_profile_faces_are_kept_and_flagged(messy):
     assert valid[profile.index].all() and valid[frontal.index].all()
 
 
+@pytest.mark.slow
 def test_the_messy_store_clusters(messy):
     """Rows without a face carry NaN features: clustering leaves them out (-1) instead of failing."""
     store, _, _ = messy
@@ -232,6 +244,7 @@ def test_the_messy_store_clusters(messy):
     assert len(set(labels[labels >= 0])) == (labels >= 0).sum()  # cannot-link: one photo, distinct people
 
 
+@pytest.mark.slow
 def test_cli_prints_each_reason(messy, capsys):
     store, folder, _ = messy
     with pytest.MonkeyPatch.context() as mp:
@@ -246,6 +259,7 @@ def test_cli_prints_each_reason(messy, capsys):
 
 
 
+@pytest.mark.slow
 def test_cli_info_lists_the_bad_files(messy, capsys):
     """``facecluster info`` on the same folder: one line per unusable file, printable even for a Latin-1 name
     (pytest's capture writes strict UTF-8, as a terminal in a UTF-8 locale does)."""

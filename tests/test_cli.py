@@ -46,6 +46,7 @@ def test_errors_exit_2_with_a_message(tmp_path, capsys):
     assert "no such folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_extract_command(tmp_path, lfw10, capsys):
     assert main(["extract", str(lfw10), "--out", str(tmp_path / "s"), "--no-progress", "--detector", "whole"]) == 0
     out = capsys.readouterr().out
@@ -134,6 +135,7 @@ def test_cluster_a_folder_then_rerun_from_its_store(tmp_path, lfw10):
     assert refused.returncode == 2 and "holds an earlier export" in refused.stderr
 
 
+@pytest.mark.slow
 def test_extract_names_each_image_without_a_face(tmp_path, lfw10, capsys):
     folder = tmp_path / "photos"
     folder.mkdir()

@@ -15,6 +15,8 @@ from facecluster_widgets.pipeline.dask_runner import PLUGIN_NAME
 
 distributed = pytest.importorskip("distributed")
 
+pytestmark = pytest.mark.slow  # starts Dask LocalClusters
+
 
 @pytest.fixture(scope="module")
 def client():

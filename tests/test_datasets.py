@@ -79,6 +79,7 @@ def test_default_data_dir_explains_itself_when_nothing_is_found(tmp_path, monkey
 
 
 @pytest.mark.filterwarnings("ignore:Retry downloading")
+@pytest.mark.slow
 def test_lfw_offline_gives_a_clear_error(tmp_path, monkeypatch):
     def no_network(*args, **kwargs):
         raise OSError("network is unreachable (blocked by the test)")

@@ -22,6 +22,8 @@ from facecluster_widgets.embed.dlib_torch import DlibFaceNet, add_zero_filled, a
 from facecluster_widgets.errors import FaceclusterError, ModelFileError, OptionalDependencyError  # noqa: E402
 from facecluster_widgets.io.images import read_image  # noqa: E402
 
+pytestmark = pytest.mark.slow  # both dlib engines over real chips
+
 #: Descriptors from the two engines must agree to float rounding (measured ~3e-7; raw descriptors reach ~0.45).
 MAX_ABS_DIFF = 1e-5
 

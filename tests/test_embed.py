@@ -285,6 +285,7 @@ def facenet_weights(tmp_path_factory) -> Iterator[tuple[Path, object]]:
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_facenet_loads_weights_and_embeds_real_faces(facenet_weights, lfw_faces):
     import torch
 
@@ -312,6 +313,7 @@ def test_facenet_crop_maps_template_points_onto_the_template():
     assert np.abs(crop.astype(int) - rgb).max() <= 1
 
 
+@pytest.mark.slow
 def test_facenet_wrong_state_dicts_are_named(tmp_path, lfw_faces, facenet_weights):
     torch = pytest.importorskip("torch")
     face = lfw_faces[1][:1]

@@ -25,6 +25,8 @@ from facecluster_widgets.errors import FaceclusterError, ImageReadError, StoreEr
 from facecluster_widgets.io.images import decode_image
 from facecluster_widgets.store import Stage, open_store, read_npz
 
+pytestmark = pytest.mark.slow  # hypothesis fuzzing
+
 CASES: Counter[str] = Counter()
 #: Examples per fuzz target; FACECLUSTER_FUZZ_EXAMPLES=5000 runs a longer hunt locally (the CI budget is 300).
 EXAMPLES = int(os.environ.get("FACECLUSTER_FUZZ_EXAMPLES", "300"))

@@ -40,6 +40,7 @@ def lfw10_features(tmp_path_factory, lfw10):
     return store.features, table_photo_groups(store.table)
 
 
+@pytest.mark.slow
 def test_sparse_agrees_with_dense_on_real_faces(lfw10_features):
     features, groups = lfw10_features
     assert len(features) >= 100 and {"2d", "shape"} <= set(features.names)
@@ -104,6 +105,7 @@ def test_graph_regime_auto_k(monkeypatch):
     assert len(model.auto_k_scores_) <= sparse.GRAPH_SWEEP_RUNS + 12  # capped sweep (+ its first grid)
 
 
+@pytest.mark.slow
 def test_refit_reuses_the_graph_and_equals_a_fresh_fit():
     X, _ = make_faces(20, 15, noise2=0.6, seed=6)
     model = HybridClustering(algorithm="sparse").fit(X)
@@ -148,6 +150,7 @@ def test_fused_rows_and_sampled_silhouette_match_the_dense_matrix():
     assert sampled == pytest.approx(silhouette(labels, D), abs=0.05)
 
 
+@pytest.mark.slow
 def test_knn_graph_exact_and_approximate(monkeypatch):
     """faiss IVF (used above EXACT_KNN_FACES) finds a face's same-identity neighbours as the exact search does,
     on identity-structured data much noisier than real embeddings; self never listed, no list short."""

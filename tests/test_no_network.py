@@ -22,6 +22,8 @@ import pytest
 from facecluster_widgets.errors import StoreError
 from facecluster_widgets.store import Stage, open_store, read_npz
 
+pytestmark = pytest.mark.slow  # real extraction in a subprocess
+
 OFFLINE_RUN = r'''
 import json, socket, sys
 attempts = []

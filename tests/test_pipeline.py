@@ -12,6 +12,8 @@ import facecluster_widgets as fc
 from facecluster_widgets.detect import Detection, detectors
 from facecluster_widgets.pipeline.stages import PipelineConfig, build_stages
 
+pytestmark = pytest.mark.slow  # real extraction of photos through every stage
+
 
 class _TwoFaces:
     """A fake detector: two faces per image, to prove rows are per face, not per image."""

@@ -37,6 +37,7 @@ def test_maps_keep_identities_together(fused, method, floor):
     assert _neighbour_agreement(xy, y) > floor
 
 
+@pytest.mark.slow
 def test_maps_are_reproducible_and_depend_on_the_seed(fused):
     metric, _ = fused
     D = metric.pairwise(0.65)

@@ -22,6 +22,8 @@ from facecluster_widgets.recon.morphable import (  # noqa: E402
 from facecluster_widgets.recon.refine import PhotometricRefiner, RefineSettings, refine_fit  # noqa: E402
 from facecluster_widgets.recon.render import ambient_light, render, sh_basis, shade, vertex_normals  # noqa: E402
 
+pytestmark = pytest.mark.slow  # photometric refinement (torch optimisation per face)
+
 #: Small crops and few steps keep the file fast; the benchmark runs the defaults.
 FAST = {"crop_size": 64, "iterations": 40}
 

@@ -23,6 +23,8 @@ import pytest
 import facecluster_widgets as fc
 from facecluster_widgets.store import Stage, read_npz
 
+pytestmark = pytest.mark.slow  # real extraction in processes that are killed and rerun
+
 N_PHOTOS = 6
 #: Kill once this many images have every stage stored (the last stage is "descriptors").
 KILL_AFTER = 2

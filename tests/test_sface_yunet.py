@@ -93,6 +93,7 @@ def test_sface_is_registered_and_keys_its_model():
     assert pickle.loads(pickle.dumps(emb))._session is None  # a Dask worker builds its own session
 
 
+@pytest.mark.slow
 def test_sface_equals_opencvs_own_recognizer_end_to_end(lfw10, sface):
     """Same photo, same YuNet row: OpenCV's alignCrop + FaceRecognizerSF on the unmodified file vs our crop and
     onnxruntime session (graph inputs trimmed, RGB). Equal features prove crop, channel order and the trim."""
@@ -119,6 +120,7 @@ def test_sface_session_drops_only_the_unused_graph_inputs():
     assert session.get_outputs()[0].shape == [1, 128]
 
 
+@pytest.mark.slow
 def test_sface_same_person_closer_than_different_people(lfw_people, sface):
     labels, faces = lfw_people
     x = sface.embed(faces)

@@ -9,6 +9,8 @@ import facecluster_widgets as fc
 from facecluster_widgets.evaluation.stress import VARIANTS, primary_points5, stress_source
 from facecluster_widgets.io.images import read_image
 
+pytestmark = pytest.mark.slow  # extracts 30 real photos, then corrupts them
+
 
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory, lfw10):

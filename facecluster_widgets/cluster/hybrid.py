@@ -111,6 +111,7 @@ class HybridClustering(ClusterMixin, BaseEstimator):
         faces ``valid_index_``; ``fused_distances_`` its matrix for ``lam``.
     timings_ : seconds per stage of the last fit/refit (prepare, fuse, dbscan, kmeans, assign, total).
     reused_cache_ : whether the last call reused the per-block matrices (see :meth:`refit`).
+    n_features_in_ : columns seen in fit, summed over the used blocks (scikit-learn's convention).
     algorithm_ : "dense" or "sparse". On the sparse path ``fused_distances_`` is None; ``graph_`` holds the
         kNN graphs (:class:`~.knn.FusedGraph`, reused by refit), ``fused_graph_`` their fused distances for
         ``lam`` (CSR), ``sparse_truncated_`` the share of faces whose kNN list ends within eps, and
@@ -193,6 +194,7 @@ class HybridClustering(ClusterMixin, BaseEstimator):
         metric = FusedMetric.fit({name: block[valid] for name, block in blocks.items() if name in used},
                                  fusion=self.fusion, block_2d=self.block_2d, blocks_3d=names_3d)
         self.algorithm_ = algorithm
+        self.n_features_in_ = sum(blocks[name].shape[1] for name in used)
         self.graph_ = None
         if algorithm == "dense":
             _ = metric.block_distances
