@@ -31,13 +31,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock
 
 from .errors import StoreError
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: no advisory locks; concurrent runs there are unsupported
-    fcntl = None
 from .features import Features
 
 log = logging.getLogger(__name__)
@@ -155,21 +151,15 @@ class Store:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the store's write lock (an advisory ``flock`` on ``.lock``, released even if the holder is killed).
+        """Hold the store's write lock on ``.lock`` (``filelock``: ``flock`` on POSIX, ``msvcrt`` locking on
+        Windows; the system releases it even if the holder is killed).
 
         Two processes finishing an extraction into one store take turns, so the faces table, its arrays and
         ``run.json`` always come from one run. Per-image entries need no lock: each is written atomically and
         is the same whoever computes it.
         """
-        if fcntl is None:  # pragma: no cover
+        with FileLock(self.root / ".lock", mode=0o600):
             yield
-            return
-        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing the descriptor releases the lock
 
     def remove_stale_temporaries(self, older_than: float = STALE_TEMPORARY_SECONDS) -> int:
         """Delete the temporary files that killed writers left (SIGKILL skips their cleanup); returns how many.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -139,3 +141,34 @@ def test_adopt_takes_what_the_store_lacks_and_keeps_what_it_has(tmp_path):
     np.testing.assert_array_equal(b.get(stage, "ab" * 16).arrays["x"], np.arange(3))
     np.testing.assert_array_equal(b.get(stage, "cd" * 16).arrays["x"], np.zeros(2))  # its own result stays
     assert stage.key in b.stage_keys()
+
+
+@pytest.mark.slow
+def test_two_processes_contending_for_the_lock_take_turns(tmp_path):
+    """Two processes in Store.lock() at once: their critical sections never overlap. Both start their loop on
+    the same signal while the test holds the lock, so they contend from the moment it is released."""
+    store = open_store(tmp_path / "s")
+    log = tmp_path / "log"
+    code = ("import sys, time\n"
+            "from facecluster_widgets.store import open_store\n"
+            "store, log, name = open_store(sys.argv[1]), sys.argv[2], sys.argv[3]\n"
+            "print('ready', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "for _ in range(8):\n"
+            "    with store.lock():\n"
+            "        open(log, 'a').write(f'enter {name}\\n')\n"
+            "        time.sleep(0.05)\n"
+            "        open(log, 'a').write(f'leave {name}\\n')\n")
+    writers = [subprocess.Popen([sys.executable, "-c", code, str(store.root), str(log), name],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for name in "ab"]
+    assert [w.stdout.readline().strip() for w in writers] == ["ready", "ready"]
+    with store.lock():
+        for w in writers:
+            w.stdin.write("go\n")
+            w.stdin.close()
+    assert [w.wait(60) for w in writers] == [0, 0]
+    events = [line.split() for line in log.read_text().splitlines()]
+    assert len(events) == 32
+    for enter, leave in zip(events[0::2], events[1::2], strict=True):
+        assert enter[0] == "enter" and leave == ["leave", enter[1]], events
+    assert sorted(name for _, name in events) == ["a"] * 16 + ["b"] * 16
