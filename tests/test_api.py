@@ -101,3 +101,16 @@ def test_session_and_estimator_from_a_store(tmp_path, lfw10):
         assert session.view.labels.shape == (len(store.table),)
     model = fc.HybridClustering(n_clusters=3).fit(store.features)
     assert model.labels_.shape == (len(store.table),) and model.n_clusters_ == 3
+
+
+def test_the_insightface_detector_without_insightface_names_the_extra(monkeypatch, tmp_path):
+    import numpy as np
+
+    from facecluster_widgets.detect import detectors
+
+    monkeypatch.setitem(sys.modules, "insightface", None)
+    monkeypatch.setitem(sys.modules, "insightface.model_zoo", None)
+    model = tmp_path / "det_10g.onnx"
+    model.write_bytes(b"onnx")
+    with pytest.raises(OptionalDependencyError, match=r"pip install 'facecluster_widgets\[insightface\]'"):
+        detectors.create("insightface", model_path=model).detect(np.zeros((64, 64, 3), np.uint8))

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FaceclusterError, ModelMissingError
+from ..errors import FaceclusterError, ModelMissingError, optional_import
 from .base import Detection, check_rgb
 from .dlib_backend import Landmarker68, finalize
 
@@ -98,9 +98,8 @@ class InsightfaceDetector:
     def _load(self) -> Any:
         if self._model is None:
             path = self.model_file()
-            from insightface.model_zoo import get_model
-
-            model = get_model(str(path), download=False, providers=["CPUExecutionProvider"])
+            zoo = optional_import("insightface.model_zoo", "the insightface (SCRFD) detector", "insightface")
+            model = zoo.get_model(str(path), download=False, providers=["CPUExecutionProvider"])
             if model is None or getattr(model, "taskname", None) != "detection":
                 kind = "nothing" if model is None else type(model).__name__
                 raise ModelMissingError(f"{path} is not a face detection model (insightface routed it to "
