@@ -180,6 +180,10 @@ def _cluster(args: argparse.Namespace) -> int:
                                "again, so no file is overwritten")
     if out.exists() and not out.is_dir():
         raise FaceclusterError(f"{out}: exists and is not a folder")
+    photos = Path(args.photos).expanduser()
+    if photos.is_dir() and out.resolve().is_relative_to(photos.resolve()):
+        raise FaceclusterError(f"--out {out} is inside PHOTOS {photos}: the next run would read its store and "
+                               "exported photos as new photos; choose a folder outside it")
     store = extract(args.photos, out / "store", progress=not args.no_progress)
     extracted = time.perf_counter()
     given = {"eps": args.eps, "min_samples": args.min_samples, "lam": args.lam, "n_clusters": args.k}

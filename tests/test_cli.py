@@ -135,6 +135,12 @@ def test_cluster_a_folder_then_rerun_from_its_store(tmp_path, lfw10):
     assert refused.returncode == 2 and "holds an earlier export" in refused.stderr
 
 
+def test_cluster_refuses_an_output_folder_inside_the_photos(tmp_path, capsys):
+    (tmp_path / "photos").mkdir()
+    assert main(["cluster", str(tmp_path / "photos"), "--out", str(tmp_path / "photos" / "out")]) == 2
+    assert "is inside PHOTOS" in capsys.readouterr().err and not (tmp_path / "photos" / "out").exists()
+
+
 @pytest.mark.slow
 def test_extract_names_each_image_without_a_face(tmp_path, lfw10, capsys):
     folder = tmp_path / "photos"
