@@ -31,7 +31,7 @@ from facecluster_widgets.config import datasets_root
 from facecluster_widgets.io.datasets import display_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test-only helpers: tests/support/
-from support.messy import FACE_CASES, MESSY_FILES, write_face_cases, write_messy_folder  # noqa: E402
+from support.messy import FACE_CASES, MESSY_FILES, write_face_cases, write_messy_folder
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from facecluster_widgets.cluster import knn
 from facecluster_widgets.fusion import FusedMetric
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test-only helpers: tests/support/
-from support.synthetic import make_identity_features  # noqa: E402
+from support.synthetic import make_identity_features
 
 
 def exact_neighbours(points: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:

@@ -38,10 +38,6 @@ import igl
 import numpy as np
 import potpourri3d as pp3d
 from scipy.spatial import cKDTree
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from .errors import FaceclusterError
 from .recon.morphable import MorphableFit, MorphableModel
@@ -313,52 +309,3 @@ def mirrored_pair_order() -> np.ndarray:
 
     index = {frozenset(pair): i for i, pair in enumerate(GEODESIC_PAIRS)}
     return np.array([index[frozenset((swap(a), swap(b)))] for a, b in GEODESIC_PAIRS], dtype=np.intp)
-
-
-class WithinClassWhitener(TransformerMixin, BaseEstimator):
-    """Whitens descriptors by the within-identity scatter of a labelled set of *other* people.
-
-    Fitted on faces whose identities are known (e.g. cfp100), it scales down the directions in which
-    one person's fits vary (pose, expression, landmark noise) and keeps those in which people differ;
-    then applied, unsupervised, to new faces. ``shrinkage`` adds that fraction of the average
-    within-class variance to every direction, so directions the training set never saw vary are not
-    blown up.
-    """
-
-    def __init__(self, shrinkage: float = 1.0) -> None:
-        self.shrinkage = shrinkage
-
-    def fit(self, X: np.ndarray, y: np.ndarray) -> WithinClassWhitener:
-        X = np.asarray(X, dtype=np.float64)
-        y = np.asarray(y)
-        if X.ndim != 2 or len(X) != len(y):
-            raise FaceclusterError(f"need a 2-D array with one label per row, got {X.shape} and {y.shape}")
-        classes = np.unique(y)
-        if len(classes) < 2:
-            raise FaceclusterError("within-class whitening needs at least two identities")
-        centred = np.concatenate([X[y == c] - X[y == c].mean(axis=0) for c in classes])
-        scatter = centred.T @ centred / len(X)
-        scatter += self.shrinkage * np.trace(scatter) / len(scatter) * np.eye(len(scatter))
-        eigval, eigvec = np.linalg.eigh(scatter)
-        self.mean_ = X.mean(axis=0)
-        self.components_ = eigvec / np.sqrt(eigval)
-        return self
-
-    def transform(self, X: np.ndarray) -> np.ndarray:
-        return (np.asarray(X, dtype=np.float64) - self.mean_) @ self.components_
-
-
-def make_identity_projection(n_components: int = 20, shrinkage: float = 0.1) -> Pipeline:
-    """Standardise, then linear discriminant analysis: to be fitted on the ``shape`` block of labelled
-    photos of *other* people (e.g. cfp100's frontal photos) together with the fits of their mirror
-    images (:func:`.recon.morphable.mirror_landmarks`) under the same labels, then applied to new
-    faces.
-
-    The mirror images teach it that a face's left/right asymmetry in the fit is mostly pose and
-    landmark error, not identity. Measured (benchmarks/identity_3d.py) as the treatment that lifts
-    3D-only clustering most on in-the-wild photos (lfw10), where one person's fits vary with head pose
-    far more than in a frontal training set; 20 components and shrinkage 0.1 were chosen among a few
-    values on those same benchmark datasets, so their figures are slightly optimistic.
-    """
-    lda = LinearDiscriminantAnalysis(solver="eigen", shrinkage=shrinkage, n_components=n_components)
-    return make_pipeline(StandardScaler(), lda)

@@ -16,8 +16,6 @@ from facecluster_widgets.descriptors import (
     GEODESIC_POINTS,
     MEAN_CURVATURE_EDGES,
     DescriptorExtractor,
-    WithinClassWhitener,
-    make_identity_projection,
     mirrored_pair_order,
     vertex_curvatures,
 )
@@ -130,27 +128,3 @@ def test_mirrored_face_swaps_left_and_right(extractor, real_fits):
     assert np.abs(m_region["forehead"] - by_region["forehead"]).sum() < 0.3
 
 
-def test_whitener_and_projection_suppress_nuisance_direction():
-    """Two features: identity along x, a large per-photo nuisance along y. Whitening by the
-    within-class scatter of *other* people makes same-person photos closer than different people."""
-    rng = np.random.default_rng(0)
-
-    def people(n_people: int, per: int) -> tuple[np.ndarray, np.ndarray]:
-        ids = np.repeat(np.arange(n_people), per)
-        centre = rng.normal(size=n_people)[ids]
-        return np.c_[centre + 0.05 * rng.normal(size=len(ids)), 3 * rng.normal(size=len(ids))], ids
-
-    train, train_ids = people(30, 5)
-    test, test_ids = people(10, 5)
-    whitened = WithinClassWhitener(shrinkage=0.01).fit(train, train_ids).transform(test)
-
-    def ratio(X):
-        d = np.linalg.norm(X[:, None] - X[None], axis=2)
-        same = (test_ids[:, None] == test_ids[None]) & ~np.eye(len(X), dtype=bool)
-        return d[same].mean() / d[test_ids[:, None] != test_ids[None]].mean()
-
-    assert ratio(whitened) < 0.5 * ratio(test)
-    projected = make_identity_projection(n_components=1).fit(train, train_ids).transform(test)
-    assert ratio(projected) < 0.5 * ratio(test)
-    with pytest.raises(FaceclusterError, match="two identities"):
-        WithinClassWhitener().fit(train, np.zeros(len(train)))

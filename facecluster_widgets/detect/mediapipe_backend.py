@@ -95,7 +95,7 @@ class MediapipeDetector:
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown may have torn mediapipe down already
+        except Exception:  # interpreter shutdown may have torn mediapipe down already
             pass
 
     def __getstate__(self) -> dict:

@@ -144,7 +144,7 @@ def _onnx_io(path: Path) -> tuple[tuple, list]:
     onnx = _insightface_module("onnx")
     try:
         model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - protobuf raises several unrelated types for a damaged file
+    except Exception as exc:  # protobuf raises several unrelated types for a damaged file
         raise ModelFileError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from exc
     graph = model.graph
     initialisers = {init.name for init in graph.initializer}

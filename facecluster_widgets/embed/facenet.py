@@ -119,7 +119,7 @@ def load_inception_resnet_v1(path: str | os.PathLike) -> InceptionResnetV1:
     """A network holding the state_dict in ``path``; :class:`ModelFileError` names what does not fit."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a file that is not a safe state_dict
+    except Exception as exc:  # torch raises many types for a file that is not a safe state_dict
         raise ModelFileError(f"{path}: not a PyTorch state_dict torch can load safely "
                              f"({type(exc).__name__}: {exc})") from exc
     if not isinstance(state, Mapping) or not all(torch.is_tensor(v) for v in state.values()):

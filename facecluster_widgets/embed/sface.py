@@ -81,7 +81,7 @@ def load_session(path, threads: int | None = None) -> ort.InferenceSession:
     """An onnxruntime session of the graph at ``path`` with the inputs no node needs removed."""
     try:
         model = onnx.load(str(path))
-    except Exception as exc:  # noqa: BLE001 - protobuf raises several unrelated types for a damaged file
+    except Exception as exc:  # protobuf raises several unrelated types for a damaged file
         raise ModelFileError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from exc
     initialisers = {init.name for init in model.graph.initializer}
     used = {name for node in model.graph.node for name in node.input}

@@ -141,7 +141,7 @@ def _format_name(im: Image.Image, path: Path) -> str:
 def _orientation(im: Image.Image) -> int:
     try:
         value = int(im.getexif().get(_EXIF_ORIENTATION, 1))
-    except Exception:  # noqa: BLE001 - a damaged EXIF block must not cost the user the photo
+    except Exception:  # a damaged EXIF block must not cost the user the photo
         return 1
     return value if 1 <= value <= 8 else 1
 

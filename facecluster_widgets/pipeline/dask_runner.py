@@ -80,11 +80,11 @@ class StagesPlugin(WorkerPlugin):
         self._built: dict[str, tuple[ExitStack, list[StageRunner]]] = {}
         self.malloc_tuned = False
 
-    def setup(self, worker: object) -> None:  # noqa: D102 - WorkerPlugin interface
+    def setup(self, worker: object) -> None:  # WorkerPlugin interface
         self._built = {}
         self.malloc_tuned = tune_malloc()
 
-    def teardown(self, worker: object) -> None:  # noqa: D102 - WorkerPlugin interface
+    def teardown(self, worker: object) -> None:  # WorkerPlugin interface
         for resources, _ in self._built.values():
             resources.close()
         self._built = {}
@@ -147,7 +147,7 @@ def distribute(client: object, paths: Sequence, store_root: Path, config: Pipeli
     for future, batch in zip(futures, work, strict=True):
         try:
             timer = future.result()
-        except Exception as exc:  # noqa: BLE001 - any worker failure: the driver computes that batch itself
+        except Exception as exc:  # any worker failure: the driver computes that batch itself
             log.warning("a Dask batch of %d images failed on its worker (%s); the driver will compute it",
                         len(batch), exc)
             failed.append({"first": batch[0], "images": len(batch), "error": f"{type(exc).__name__}: {exc}"})

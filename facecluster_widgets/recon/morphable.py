@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -104,7 +104,6 @@ class MorphableModel:
     expression_names: tuple[str, ...]
     triangles: np.ndarray
     landmarks68: np.ndarray
-    rigid_vertices: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
     expression_bounds: tuple[float, float] = (0.0, 1.0)
     source: str = ""
 
@@ -201,7 +200,6 @@ def _from_ict(arrays: dict[str, np.ndarray], path: Path) -> MorphableModel:
             expression_names=tuple(str(n) for n in names),
             triangles=_require(arrays, "triangles", path).astype(np.int64),
             landmarks68=_require(arrays, "landmarks68", path).astype(np.intp),
-            rigid_vertices=arrays.get("rigid_vertices", np.zeros(0)).astype(np.intp),
             expression_bounds=(0.0, 1.0),
             source=str(path),
         )
@@ -400,7 +398,6 @@ class LandmarkFitter:
         # per iteration instead of a strided one over all modes of all vertices.
         candidates = self._march_candidates() if self.settings.contour == "march" else []
         touched = np.unique(np.concatenate([model.landmarks68, *[c for _, c in candidates]]).astype(np.intp))
-        self._touched = touched
         self._slot = {int(v): i for i, v in enumerate(touched)}
         blocks = [model.identity[:k, touched]]
         if self.n_expression:
@@ -556,19 +553,13 @@ def mirror_landmarks(points68: np.ndarray) -> np.ndarray:
 
     The fit ignores where the face sits in the image, so no image width is needed. Fitting these
     gives the model's mirror image of the face; training sets are doubled with them (see
-    :func:`..descriptors.make_identity_projection`).
+    ``benchmarks/identity_3d.py`` and ``scripts/train_identity_projection.py``).
     """
     points = np.asarray(points68, dtype=np.float64)
     if points.shape != (68, 2):
         raise FaceclusterError(f"landmarks must be (68, 2) image points in the iBUG/dlib layout, "
                                f"got {points.shape}")
     return (points * np.array([-1.0, 1.0]))[MIRROR_68]
-
-
-def fit_landmarks(points68: np.ndarray, model: MorphableModel | None = None,
-                  settings: FitSettings | None = None) -> MorphableFit:
-    """One-off fit; build a :class:`LandmarkFitter` once to fit many faces."""
-    return LandmarkFitter(model or load_morphable_model(), settings).fit(points68)
 
 
 def synthesise_landmarks(model: MorphableModel, alpha: np.ndarray, beta: np.ndarray, scale: float,

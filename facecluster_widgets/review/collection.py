@@ -22,7 +22,7 @@ import pandas as pd
 from ..detect import Detection
 from ..errors import FaceclusterError, StoreError
 from ..features import Features
-from ..io.images import read_image, thumbnail
+from ..io.images import read_image
 from ..io.table import photo_groups
 from ..pipeline.stages import detections_from
 from ..standardize import StandardiseConfig
@@ -201,17 +201,6 @@ class FaceCollection:
         if image_thumb is not None and "thumbnail" in image_thumb.arrays:
             return image_thumb.arrays["thumbnail"]
         return None
-
-    def photo_thumbnail(self, row: int, size: int | None = None) -> np.ndarray | None:
-        """The photo's stored thumbnail (whole image), or one made from the file, or ``None``."""
-        result = self._stage_result("image", row)
-        if result is not None and "thumbnail" in result.arrays and size is None:
-            return result.arrays["thumbnail"]
-        try:
-            rgb = self.photo(row)
-        except FaceclusterError:
-            return None
-        return thumbnail(rgb, size) if size else thumbnail(rgb)
 
     def detection(self, row: int) -> Detection | None:
         """The face's detection (box, 5 and 68 landmarks in photo pixels) from the store's detect stage."""
