@@ -5,10 +5,15 @@ k = "auto" everywhere; ties go to the earlier cell. Also prints the leave-one-da
 to the other datasets only, and what that cell scores on the held-out one — the honest estimate of how the
 defaults do on a collection they were not chosen on.
 
-    .venv/bin/python benchmarks/defaults_grid.py --stores /work/stores lfw10 orl yale cfp100
+    .venv/bin/python benchmarks/defaults_grid.py --stores /work/stores lfw10 orl yale cfp100 umist
+    .venv/bin/python benchmarks/defaults_grid.py --stores /work/stores/pose --configs dlib-auto sface-auto \
+        sface-yunet lfw10 orl yale cfp100 umist
 
-``--stores`` holds one extracted store per dataset (``facecluster extract DATA --out STORES/<name>``).
-Writes ``benchmarks/results/defaults_grid.csv`` and ``.md``.
+``--stores`` holds one extracted store per dataset (``facecluster extract DATA --out STORES/<name>``); with
+``--configs`` one folder of such stores per pipeline configuration (embedder and detector, e.g.
+``facecluster extract DATA --out STORES/sface-yunet/<name> --embedder sface --detector yunet``), and the
+configuration becomes one more axis of the grid. λ = 1 (the 3D term off) is a grid value, so the rule itself
+says whether the 3D term earns a weight. Writes ``benchmarks/results/defaults_grid.csv`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -26,7 +31,10 @@ from facecluster_widgets.cluster import HybridClustering
 from facecluster_widgets.io.table import photo_groups
 from facecluster_widgets.metrics import scores as score
 
-GRID = {"eps": (0.4, 0.5, 0.6), "lam": (0.65, 0.8, 0.9), "min_samples": (2, 3), "blocks_3d": ("identity", "all")}
+#: blocks_3d stays at "all", the previous grid's choice (identity vs all), to keep the grid's cost in bounds on two
+#: cores; auto_k is new: the silhouette sweep or the community count (cluster/communities.py).
+GRID = {"eps": (0.4, 0.5, 0.6), "lam": (0.65, 0.8, 0.9, 1.0), "min_samples": (2, 3), "blocks_3d": ("all",),
+        "auto_k": ("silhouette", "communities")}
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -39,19 +47,24 @@ def load(store_dir: Path) -> tuple[dict, np.ndarray, np.ndarray]:
     return {k: features[k] for k in features.names}, pd.factorize(faces["label"])[0], photo_groups(faces)
 
 
-def run_grid(data: dict[str, tuple]) -> pd.DataFrame:
-    rows = []
-    for eps, lam, min_samples, blocks in itertools.product(*GRID.values()):
-        row = {"eps": eps, "lam": lam, "min_samples": min_samples, "blocks_3d": blocks}
-        for name, (X, codes, groups) in data.items():
-            model = HybridClustering(eps=eps, lam=lam, min_samples=min_samples,
-                                     blocks_3d=("identity",) if blocks == "identity" else None)
+def run_grid(data: dict[str, tuple], config: str = "") -> pd.DataFrame:
+    """ARI of every cell on every dataset; per dataset and 3D-block choice one fit, then refits that reuse
+    the per-block distances (the same clusterings a fresh fit gives, faster)."""
+    cells = list(itertools.product(*GRID.values()))
+    scores_by_cell: dict[tuple, dict[str, float]] = {cell: {} for cell in cells}
+    for name, (X, codes, groups) in data.items():
+        for blocks in GRID["blocks_3d"]:
+            model = HybridClustering(blocks_3d=("identity",) if blocks == "identity" else None)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                labels = model.fit(X, groups=groups).labels_
-            row[name] = score(codes, labels)["ari"]
-        rows.append(row)
-        print(row, flush=True)
+                model.fit(X, groups=groups)
+                for cell in cells:
+                    eps, lam, min_samples, cell_blocks, auto_k = cell
+                    if cell_blocks == blocks:
+                        labels = model.refit(eps=eps, lam=lam, min_samples=min_samples, auto_k=auto_k).labels_
+                        scores_by_cell[cell][name] = score(codes, labels)["ari"]
+            print(config, name, blocks, "done", flush=True)
+    rows = [{"config": config, **dict(zip(GRID, cell, strict=True)), **scores_by_cell[cell]} for cell in cells]
     return pd.DataFrame(rows)
 
 
@@ -59,26 +72,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("datasets", nargs="+")
     parser.add_argument("--stores", type=Path, required=True)
+    parser.add_argument("--configs", nargs="+", default=[""], help="sub-folders of --stores, one per configuration")
     args = parser.parse_args()
-    data = {name: load(args.stores / name) for name in args.datasets}
-    grid = run_grid(data)
-    names = list(data)
+    grid = pd.concat([run_grid({name: load(args.stores / config / name) for name in args.datasets}, config)
+                      for config in args.configs], ignore_index=True)
+    if args.configs == [""]:
+        grid = grid.drop(columns="config")
+    names = list(args.datasets)
     grid["worst"] = grid[names].min(axis=1)
     best = grid.loc[grid["worst"].idxmax()]
     lines = ["# Defaults grid (ARI, k auto)", "", grid.round(3).to_markdown(index=False) if _has_tabulate()
              else grid.round(3).to_csv(index=False), "",
-             f"Maximin cell: eps={best['eps']}, lam={best['lam']}, min_samples={best['min_samples']}, "
-             f"blocks_3d={best['blocks_3d']} (worst dataset ARI {best['worst']:.3f}).", ""]
+             f"Maximin cell: {_config(best)}eps={best['eps']}, lam={best['lam']}, min_samples={best['min_samples']}, "
+             f"blocks_3d={best['blocks_3d']}, auto_k={best['auto_k']} (worst dataset ARI {best['worst']:.3f}).", ""]
     for held in names:
         others = [n for n in names if n != held]
         cell = grid.loc[grid[others].min(axis=1).idxmax()]
-        lines.append(f"- held out {held}: rule on {', '.join(others)} picks eps={cell['eps']}, lam={cell['lam']}, "
-                     f"min_samples={cell['min_samples']}, blocks_3d={cell['blocks_3d']} → {held} ARI "
-                     f"{cell[held]:.3f}")
+        lines.append(f"- held out {held}: rule on {', '.join(others)} picks {_config(cell)}eps={cell['eps']}, "
+                     f"lam={cell['lam']}, min_samples={cell['min_samples']}, blocks_3d={cell['blocks_3d']}, "
+                     f"auto_k={cell['auto_k']} → "
+                     f"{held} ARI {cell[held]:.3f}")
     RESULTS.mkdir(exist_ok=True)
     grid.to_csv(RESULTS / "defaults_grid.csv", index=False)
     (RESULTS / "defaults_grid.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[-len(names) - 2:]))
+
+
+def _config(cell: pd.Series) -> str:
+    return f"config={cell['config']}, " if "config" in cell else ""
 
 
 def _has_tabulate() -> bool:

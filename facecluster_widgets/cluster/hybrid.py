@@ -36,6 +36,7 @@ from ..features import Features
 from ..fusion import BLOCK_2D, FUSIONS, FusedMetric, as_blocks, split_names, valid_rows
 from ..metrics import silhouette
 from . import graph, knn
+from .communities import COMMUNITY_NEIGHBORS, community_labels
 from .kmeans import AUTO_K_MAX_SHARE, DEFAULT_N_INIT, KMeansResult, assign, fused_kmeans, group_index
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,9 @@ class HybridClustering(ClusterMixin, BaseEstimator):
         but not used: at one eps it is biased in either direction (it merges identities that touch and drops
         sparse ones). If DBSCAN finds one cluster, k = 1 unless a split reaches silhouette 0.25.
         ``n_clusters_reason_`` states what happened.
+    auto_k : how "auto" picks k: "silhouette" (the sweep above) or "communities" (the number of Louvain
+        communities of the mutual 10-nearest-neighbour graph of the faces DBSCAN kept, :mod:`.communities`; one
+        graph, no sweep; at least ``f`` as above).
     fusion : "metric" (the method) or "concat" (weighted concatenation of standardised blocks, squared Euclidean).
     noise : "keep" (noise faces stay −1) or "assign" (they join their nearest centroid after stage 2).
     cannot_link : with ``groups`` given to :meth:`fit`, faces of one photo never share a cluster.
@@ -134,13 +138,15 @@ class HybridClustering(ClusterMixin, BaseEstimator):
         "blocks_3d": [None, tuple, list],
         "algorithm": [StrOptions({"auto", *graph.ALGORITHMS})],
         "warm_start": ["boolean"],
+        "auto_k": [StrOptions({"silhouette", "communities"})],
     }
 
     def __init__(self, eps: float = DEFAULT_EPS, min_samples: int = DEFAULT_MIN_SAMPLES, lam: float = DEFAULT_LAM,
                  n_clusters: int | str = "auto", fusion: str = "metric", noise: str = "keep",
                  cannot_link: bool = True, n_init: int = DEFAULT_N_INIT, max_iter: int = 100, tol: float = 1e-6,
                  random_state: int | np.random.RandomState | None = 0, block_2d: str = BLOCK_2D,
-                 blocks_3d: Sequence[str] | None = None, algorithm: str = "auto", warm_start: bool = False) -> None:
+                 blocks_3d: Sequence[str] | None = None, algorithm: str = "auto", warm_start: bool = False,
+                 auto_k: str = "silhouette") -> None:
         self.eps = eps
         self.min_samples = min_samples
         self.lam = lam
@@ -156,6 +162,7 @@ class HybridClustering(ClusterMixin, BaseEstimator):
         self.blocks_3d = blocks_3d
         self.algorithm = algorithm
         self.warm_start = warm_start
+        self.auto_k = auto_k
 
     def fit(self, X: Features | Mapping[str, np.ndarray], y: None = None,
             groups: Sequence | np.ndarray | None = None) -> HybridClustering:
@@ -300,7 +307,7 @@ class HybridClustering(ClusterMixin, BaseEstimator):
             stage = graph.Stage2(run, lambda labels: silhouette(labels, D_core), None)  # the dense path
         else:
             stage = graph.sparse_stage2(metric, lam, core, fused, core_groups, rng, self.max_iter, self.tol)
-        result = self._stage2(core, n_db, core_groups, stage)
+        result = self._stage2(core, n_db, core_groups, stage, fused)
         self.stage2_regimes_ = stage.regimes
         timings["kmeans"] = time.perf_counter() - tick
 
@@ -338,7 +345,8 @@ class HybridClustering(ClusterMixin, BaseEstimator):
         self.timings_ = timings
         return self
 
-    def _stage2(self, core: np.ndarray, n_db: int, groups: list[np.ndarray], stage: graph.Stage2) -> KMeansResult:
+    def _stage2(self, core: np.ndarray, n_db: int, groups: list[np.ndarray], stage: graph.Stage2,
+                fused: object = None) -> KMeansResult:
         def run(k: int, n_init: int = self.n_init) -> KMeansResult:
             return stage.run(k, n_init)
 
@@ -355,6 +363,16 @@ class HybridClustering(ClusterMixin, BaseEstimator):
             self.n_clusters_ = k
             self.n_clusters_reason_ = (f"{db_text}; with only {core.size} faces left no silhouette sweep is "
                                        f"possible, so k={k}.")
+            return run(k)
+        if self.auto_k == "communities":
+            seed = self.random_state if isinstance(self.random_state, Integral) else 0
+            found = int(np.unique(community_labels(fused, core, seed=int(seed))).size)
+            k = min(max(found, floor, 1), core.size)
+            self.n_clusters_ = k
+            floor_text = f", raised to {k} (the largest photo's faces)" if k > found else ""
+            self.n_clusters_reason_ = (f"{db_text}; the mutual {COMMUNITY_NEIGHBORS}-nearest-neighbour graph of the "
+                                       f"{core.size} faces it kept has {found} Louvain communities{floor_text}, so "
+                                       f"k={k}.")
             return run(k)
         previous = getattr(self, "_auto_k_previous", None)
         sweep_run = stage.sweep_run or (lambda k: run(k, 1))
