@@ -6,8 +6,8 @@ to the other datasets only, and what that cell scores on the held-out one — th
 defaults do on a collection they were not chosen on.
 
     .venv/bin/python benchmarks/defaults_grid.py --stores /work/stores lfw10 orl yale cfp100 umist
-    .venv/bin/python benchmarks/defaults_grid.py --stores /work/stores/pose --configs dlib-auto sface-auto \
-        sface-yunet lfw10 orl yale cfp100 umist
+    .venv/bin/python benchmarks/defaults_grid.py lfw10 orl yale cfp100 umist --stores /work/stores/pose \
+        --configs dlib-auto sface-auto sface-yunet
 
 ``--stores`` holds one extracted store per dataset (``facecluster extract DATA --out STORES/<name>``); with
 ``--configs`` one folder of such stores per pipeline configuration (embedder and detector, e.g.
