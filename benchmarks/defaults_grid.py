@@ -28,6 +28,7 @@ import pandas as pd
 
 from facecluster_widgets import open_store
 from facecluster_widgets.cluster import HybridClustering
+from facecluster_widgets.evaluation.markdown import frame_table
 from facecluster_widgets.io.table import photo_groups
 from facecluster_widgets.metrics import scores as score
 
@@ -81,8 +82,7 @@ def main() -> None:
     names = list(args.datasets)
     grid["worst"] = grid[names].min(axis=1)
     best = grid.loc[grid["worst"].idxmax()]
-    lines = ["# Defaults grid (ARI, k auto)", "", grid.round(3).to_markdown(index=False) if _has_tabulate()
-             else grid.round(3).to_csv(index=False), "",
+    lines = ["# Defaults grid (ARI, k auto)", "", frame_table(grid, index=False), "",
              f"Maximin cell: {_config(best)}eps={best['eps']}, lam={best['lam']}, min_samples={best['min_samples']}, "
              f"blocks_3d={best['blocks_3d']}, auto_k={best['auto_k']} (worst dataset ARI {best['worst']:.3f}).", ""]
     for held in names:
@@ -100,14 +100,6 @@ def main() -> None:
 
 def _config(cell: pd.Series) -> str:
     return f"config={cell['config']}, " if "config" in cell else ""
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 if __name__ == "__main__":

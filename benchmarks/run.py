@@ -309,10 +309,10 @@ def git_info() -> dict:
 # ---------------------------------------------------------------- the report
 
 
-def _table(headers: list[str], rows: list[list[object]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+    from facecluster_widgets.evaluation import markdown  # imported when a report is written: workers start light
+
+    return markdown.markdown_table(header, rows)
 
 
 def _f(x: float, digits: int = 1) -> str:
@@ -348,7 +348,8 @@ def _stage_sections(st: dict, ex: dict | None, tp: dict | None) -> list[str]:
     embed_share = st["ms_per_face"]["embed"]["median"] / total
     out = [f"## Per-stage cost ({st['n_photos']} photos: {_mix(st['photos'])}; {faces} faces; "
            f"median of {st['repeats']} passes)", "",
-           _table(["stage", "ms/face (median)", "range over passes", "share of total", "faces failed"], rows), "",
+           markdown_table(["stage", "ms/face (median)", "range over passes", "share of total", "faces failed"],
+                          rows), "",
            f"- Embedding share of the per-face total: **{embed_share:.0%}**.",
            f"- Reconstruction + 3D descriptors (mesh + fit + descriptors): **{_f(rc['median_ms_per_face'])} ms/face** "
            f"(range {_f(min(rc['runs']))}–{_f(max(rc['runs']))}); target ≤ {_f(rc['target_ms'], 0)} ms. "
@@ -356,7 +357,7 @@ def _stage_sections(st: dict, ex: dict | None, tp: dict | None) -> list[str]:
            f"**{_f(rc['speedup_vs_method'])}×** ({'meets' if rc['meets_target'] else 'MISSES'} the 10× target).",
            "", "One-off model loading (outside the timed passes; lazily loaded models: construction + first call "
            "on one photo, i.e. load + one inference):", "",
-           _table(["model", "seconds"], [[k, _f(v, 2)] for k, v in st["load_seconds"].items()]), ""]
+           markdown_table(["model", "seconds"], [[k, _f(v, 2)] for k, v in st["load_seconds"].items()]), ""]
     if ex and tp:
         n = ex["n_faces"]
         same = set(tp["extract_stages"]) == set(st["ms_per_face"])
@@ -372,7 +373,7 @@ def _stage_sections(st: dict, ex: dict | None, tp: dict | None) -> list[str]:
                   f"{_f(ex['warm_median_s'], 2)} ({', '.join(_f(s, 2) for s in ex['warm_seconds'])})"]]
         predicted = n / tp["extract_stages_faces_per_s"]
         out += [f"## End to end ({n} faces)", "",
-                _table(["route", "faces/s", f"seconds for the {st['n_photos']} photos (runs)"], rows), "",
+                markdown_table(["route", "faces/s", f"seconds for the {st['n_photos']} photos (runs)"], rows), "",
                 f"- Cold extract() / stage prediction for its stages: **{ex['cold_median_s'] / predicted:.2f}×** "
                 "(above 1: the cost around the stages: model loading, hashing, store writes, gathering; "
                 "the load of other processes moves both figures).",
@@ -382,7 +383,7 @@ def _stage_sections(st: dict, ex: dict | None, tp: dict | None) -> list[str]:
             out.append(f"- extract() stages with no timed counterpart: {', '.join(tp['extract_unmapped_stages'])}.")
         out += ["", "extract()'s own step timer (median seconds over the cold runs; `image` includes `decode`; "
                 "models load lazily, so a stage's first photo includes loading its model):", "",
-                _table(["step", "seconds"], [[k, _f(v, 2)] for k, v in ex["timer_median_s"].items()]), ""]
+                markdown_table(["step", "seconds"], [[k, _f(v, 2)] for k, v in ex["timer_median_s"].items()]), ""]
     return out
 
 
@@ -422,7 +423,7 @@ def _cluster_sections(cl: dict) -> list[str]:
     out = [f"## Clustering cost vs n (synthetic: {cl['per_id']} faces per identity, 128-D unit 2D block with "
            f"noise {cl['noise2']}, {cl['d3']}-D 3D block; median of {cl['repeats']} (1 from "
            f"n={cl.get('one_repeat_from', 0):,}); budget {cl['budget_s']:.0f} s)",
-           "", _table(headers, rows), "",
+           "", markdown_table(headers, rows), "",
            f"- Memory: {cl['memory']}.",
            "- \"infeasible: needs X GiB\" is computed from the n×n matrices the method holds, not tried; "
            "\"infeasible: predicted\" extrapolates the method's own times at smaller n.",
@@ -446,7 +447,7 @@ def _cluster_sections(cl: dict) -> list[str]:
                         + [_f(s.get(f"refit_{p}_ms", nan), 0) for p in SLIDER_VALUES]
                         + [f"{s.get(f'refit_{p}_over_cold', nan):.2f}" for p in SLIDER_VALUES])
         out += ["", "## Slider latency (HybridClustering.refit: per-block matrices or kNN graphs reused)", "",
-                _table(["n", "cold fit ms", *(f"{SLIDER_LABELS[p]} ms" for p in SLIDER_VALUES),
+                markdown_table(["n", "cold fit ms", *(f"{SLIDER_LABELS[p]} ms" for p in SLIDER_VALUES),
                         *(f"{SLIDER_LABELS[p].removeprefix('refit')} / cold" for p in SLIDER_VALUES)], rows),
                 "", "refit(lam) and refit(eps) keep n_clusters=\"auto\" (the silhouette sweep over k runs again); "
                 "\"warm start\" (what ClusterExplorer uses) scores k around the previous choice and walks uphill; "

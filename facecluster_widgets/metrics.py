@@ -163,6 +163,21 @@ def silhouette(labels: object, distances: np.ndarray) -> float:
     return float(silhouette_from_sums(sums, np.bincount(codes, minlength=k), codes).mean())
 
 
+def silhouette_defined(labels: object) -> bool:
+    """Whether a silhouette exists for ``labels``: 2 <= clusters <= faces - 1 among non-noise faces."""
+    if np.size(labels) == 0:
+        return False
+    lab = check_labels(labels, "labels")
+    keep = ~_noise_mask(lab)
+    return 2 <= np.unique(lab[keep]).size <= int(keep.sum()) - 1
+
+
+def silhouette_or_nan(labels: object, distances: np.ndarray) -> float:
+    """:func:`silhouette`, or NaN where it is undefined (one cluster, or every face alone): a report cell or a
+    live score shows "no value" there instead of failing. Bad input (shapes, NaN distances) still raises."""
+    return silhouette(labels, distances) if silhouette_defined(labels) else float("nan")
+
+
 def silhouette_from_sums(sums: np.ndarray, sizes: np.ndarray, own: np.ndarray) -> np.ndarray:
     """Per-face silhouettes from ``sums[i, c]`` = summed distance of face i to cluster c's members, the cluster
     ``sizes`` and each face's ``own`` cluster (the sparse path passes sums over a sample of faces only)."""
@@ -232,10 +247,5 @@ def scores(labels_true: object, labels_pred: object, distances: np.ndarray | Non
     out["clusters_found"] = clusters_found(pred)
     out["clusters_true"] = int(np.unique(true).size)
     if distances is not None:
-        try:
-            out["silhouette"] = silhouette(pred, distances)
-        except MetricInputError as exc:
-            if "silhouette needs" not in str(exc):
-                raise
-            out["silhouette"] = float("nan")
+        out["silhouette"] = silhouette_or_nan(pred, distances)
     return out

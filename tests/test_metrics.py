@@ -22,6 +22,7 @@ from facecluster_widgets.metrics import (
     purity,
     scores,
     silhouette,
+    silhouette_or_nan,
 )
 
 RNG = np.random.default_rng(7)
@@ -138,6 +139,15 @@ def test_silhouette_rejects_what_it_cannot_score():
         silhouette([0, 1, 0], D)
     with pytest.raises(MetricInputError, match="NaN"):
         silhouette([0, 1, 0, 1], np.full((4, 4), np.nan))
+
+
+def test_silhouette_or_nan_is_nan_only_where_the_silhouette_is_undefined():
+    D = euclidean_distances(np.arange(4.0)[:, None])
+    assert silhouette_or_nan([0, 0, 1, 1], D) == silhouette([0, 0, 1, 1], D)
+    for undefined in ([0, 0, 0, -1], [0, 1, 2, 3], [-1, -1, -1, -1], []):
+        assert np.isnan(silhouette_or_nan(undefined, D if undefined else np.zeros((0, 0))))
+    with pytest.raises(MetricInputError, match="square"):  # bad input is still an error, not a NaN
+        silhouette_or_nan([0, 0, 1], D)
 
 
 def test_scores_reports_everything():

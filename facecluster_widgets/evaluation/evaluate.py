@@ -25,12 +25,13 @@ import pandas as pd
 from ..cluster import BASELINES, HybridClustering, run_baseline
 from ..cluster.hybrid import DEFAULT_LAM
 from ..cluster.kmeans import fused_kmeans
-from ..errors import FaceclusterError, MetricInputError
+from ..errors import FaceclusterError
 from ..features import Features
 from ..fusion import BLOCK_2D, FusedMetric, as_blocks, valid_rows
 from ..io.table import photo_groups
-from ..metrics import scores, silhouette
+from ..metrics import scores, silhouette_or_nan
 from ..store import Store
+from .markdown import frame_table
 
 log = logging.getLogger(__name__)
 
@@ -68,22 +69,22 @@ class Evaluation:
     by_yaw: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def to_markdown(self) -> str:
-        lines = [f"## {self.name}", "", _markdown(self.table.rename(index=_LABELS)), ""]
+        lines = [f"## {self.name}", "", frame_table(self.table.rename(index=_LABELS)), ""]
         if {"full", "full_3d_off"} <= set(self.table.index):
             gain = self.table.loc["full", "ari"] - self.table.loc["full_3d_off", "ari"]
             lines += [f"3D branch: full method minus \"3D weight off\" = {gain:+.3f} ARI "
                       f"({'the 3D term helps here' if gain > 0 else 'the 3D term does not help here'}).", ""]
         if not self.by_yaw.empty:
             lines += ["Scores per yaw bin (the pipeline's own yaw estimate, |yaw| in degrees; same clusterings):", "",
-                      _markdown(self.by_yaw), ""]
+                      frame_table(self.by_yaw), ""]
         if not self.subsets.empty:
             lines += ["Scores on subsets of the faces (same clustering, scored on the subset only):", "",
-                      _markdown(self.subsets), ""]
+                      frame_table(self.subsets), ""]
         best = self.lam_sweep.loc[self.lam_sweep["ari"].idxmax()] if not self.lam_sweep.empty else None
         if best is not None:
             lines += [f"λ sweep (full method): best ARI {best['ari']:.3f} at λ = {best['lam']:.2f}; "
                       f"at λ = {DEFAULT_LAM}: ARI {self._sweep_at(DEFAULT_LAM, 'ari'):.3f}.", "",
-                      _markdown(self.lam_sweep.set_index("lam")), ""]
+                      frame_table(self.lam_sweep.set_index("lam")), ""]
         if self.dbscan:
             d = self.dbscan
             lines += [f"DBSCAN stage: removes {d['noise_fraction']:.1%} of faces as noise; silhouette with the "
@@ -153,7 +154,7 @@ def evaluate_features(features: Features | Mapping[str, np.ndarray], labels: Seq
     for method in wanted:
         pred = preds[method]
         row = scores(codes, pred)
-        row["silhouette"] = _silhouette(pred[ok], D)
+        row["silhouette"] = silhouette_or_nan(pred[ok], D)
         row["seconds"] = seconds[method]
         rows[method] = row
     table = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=list(COLUMNS))
@@ -237,13 +238,6 @@ def _silhouette_note(model: HybridClustering, table_value: float) -> list[str]:
             f"face); the k search's {sweep_value:.3f} above is of one K-Means start on the faces DBSCAN kept"]
 
 
-def _silhouette(pred: np.ndarray, D: np.ndarray) -> float:
-    try:
-        return silhouette(pred, D)
-    except MetricInputError:
-        return float("nan")
-
-
 def _subset_scores(codes: np.ndarray, preds: dict[str, np.ndarray], cond: pd.Series) -> pd.DataFrame:
     rows = []
     for value in sorted(cond.dropna().unique()):
@@ -265,7 +259,7 @@ def _lam_sweep(model: HybridClustering, metric: FusedMetric, ok: np.ndarray, cod
             model.refit(lam=float(lam))
         s = scores(codes, model.labels_)
         rows.append({"lam": float(lam), "ari": s["ari"], "purity": s["purity"],
-                     "silhouette": _silhouette(model.labels_[ok], metric.pairwise(float(lam))),
+                     "silhouette": silhouette_or_nan(model.labels_[ok], metric.pairwise(float(lam))),
                      "clusters_found": s["clusters_found"], "noise_fraction": s["noise_fraction"]})
     model.refit(lam=base_lam)
     return pd.DataFrame(rows)
@@ -279,22 +273,7 @@ def _dbscan_effect(model: HybridClustering, metric: FusedMetric, seed: int) -> d
     k = max(int(model.n_clusters_), 2)
     alone = fused_kmeans(metric, lam, rows, D, k, rng=np.random.RandomState(seed))
     valid = ~model.invalid_mask_
-    hybrid = _silhouette(model.labels_[valid], D)
-    kmeans = _silhouette(alone.labels, D)
+    hybrid = silhouette_or_nan(model.labels_[valid], D)
+    kmeans = silhouette_or_nan(alone.labels, D)
     return {"noise_fraction": float(model.noise_mask_.mean()), "silhouette_hybrid": hybrid,
             "silhouette_kmeans": kmeans, "silhouette_change": hybrid - kmeans}
-
-
-def _markdown(frame: pd.DataFrame) -> str:
-    """A Markdown table without the optional ``tabulate`` dependency."""
-    frame = frame.reset_index()
-    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, float | np.floating):
-        return "—" if np.isnan(value) else f"{value:.3f}"
-    return str(value)
