@@ -1,4 +1,11 @@
-"""Every default of the toolkit, in one place, with the reason for each value.
+"""Where the toolkit finds data and which files it reads: environment variables, the demo dataset, image limits.
+
+The method's own defaults sit beside the code they tune, each with the reason for its value, because that
+is where a reader of the method looks: clustering (eps, MinPts, λ, restarts) in ``cluster/hybrid.py`` and
+``cluster/kmeans.py``, the sparse path's sizes in ``cluster/graph.py`` and ``cluster/knn.py``, detector and
+embedder in ``pipeline/stages.py`` and ``embed/__init__.py``, standardisation in ``standardize.py``
+(``StandardiseConfig``), the 3D fit in ``recon/morphable.py`` (``FitSettings``), refinement in
+``recon/refine.py`` (``RefineSettings``).
 
 Nothing here is mutable state: functions read the environment when called, so tests and users can
 point the toolkit elsewhere without restarting the kernel.

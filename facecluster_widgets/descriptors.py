@@ -21,11 +21,11 @@ Geodesics: a geodesic's length is stationary under small deformations of the sur
 variation of length vanishes along a geodesic), so the exact geodesic paths are found once on the mean
 face with potpourri3d's edge-flip solver, stored as points on mesh edges, and each face's distances are
 the lengths of those same edge points on its own vertices; the error is second order in the shape
-change and one-sided (a surface path is never shorter than the geodesic): on the fits of 25 lfw10
-photos, transported / exact - 1 had median 0.06 %, 95th percentile 0.6 %, maximum 4.5 %.
+change and one-sided (a surface path is never shorter than the geodesic); its size on real fits is in
+benchmarks/README.md.
 ``geodesic_method="exact"`` instead runs the edge-flip solver on each face: its precomputation
 (intrinsic triangulation; for the heat method the cotan Laplacian factorisation) depends on the vertex
-positions, not only on the triangles, so it cannot be reused across faces, and it costs ~60 ms a face.
+positions, not only on the triangles, so it cannot be reused across faces and costs far more per face.
 :meth:`DescriptorExtractor.geodesic_paths` gives the exact polylines of one face for drawing.
 """
 

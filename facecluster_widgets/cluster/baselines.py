@@ -25,7 +25,7 @@ from ..fusion import BLOCK_2D, FusedMetric, as_blocks, split_names, unit_rows, v
 from .hybrid import DEFAULT_LAM
 from .kmeans import DEFAULT_N_INIT, fused_kmeans
 
-#: Mean L2 norm of dlib's raw 128-D descriptors (measured: 1.29-1.51, mean 1.40, on the 100 lfw10 faces); the
+#: Mean L2 norm of dlib's raw 128-D descriptors on the 100 lfw10 faces (benchmarks/README.md); the
 #: "2d" block stores them unit-normalised, so dlib's published thresholds on raw descriptors are divided by it.
 DLIB_DESCRIPTOR_NORM = 1.40
 #: Faces a DBSCAN/HDBSCAN group needs: Immich's default ``minFaces = 3`` for a person.

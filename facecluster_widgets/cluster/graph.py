@@ -62,10 +62,9 @@ from . import kmeans
 from .graph_kmeans import GraphKMeans
 from .rows import FusedRows, SampledSilhouette, nearest_centroids
 
-#: ``algorithm="auto"`` takes the sparse path above this many faces with complete features. Measured with
-#: ``benchmarks/run.py`` (synthetic, 20 faces per identity, 2 cores): at 6,000 faces dense 43 s / 1.0 GB vs
-#: sparse 5 s / 0.15 GB, at 10,000 dense 157 s / 2.8 GB vs sparse 5.6 s / 0.2 GB, both ARI 1.000 against the
-#: truth; on the shared datasets (≤ 1,400 faces) the dense path is the faster one and the labels are the same.
+#: ``algorithm="auto"`` takes the sparse path above this many faces with complete features: above it the dense
+#: path costs many times the sparse one's time and memory for the same labels, below it (the shared datasets) the
+#: dense path is the faster one (``benchmarks/run.py``; README "Speed and scale").
 AUTO_SPARSE_FACES = 5_000
 #: Stage 2 runs the dense path's exact K-Means (every face against every centroid, O(n·k) memory) while DBSCAN
 #: kept at most this many faces (the shared datasets: 100-1,400), the graph-restricted K-Means above.

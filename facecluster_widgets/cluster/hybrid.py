@@ -44,10 +44,10 @@ log = logging.getLogger(__name__)
 # The defaults below were chosen ONCE, for every dataset, by one declared rule: the grid eps ∈ {0.4, 0.5, 0.6} ×
 # λ ∈ {0.65, 0.8, 0.9} × min_samples ∈ {2, 3} × 3D blocks ∈ {identity, all}, scored by ARI (k="auto") on lfw10, orl,
 # yale and cfp100; the cell whose WORST dataset is best wins (maximin). Left-one-dataset-out, the same rule picks
-# cells that score 0.974 / 0.988 / 1.000 / 0.640 on the held-out set (lfw10 / orl / yale / cfp100), so the choice is
-# not an artefact of one dataset. benchmarks/defaults_grid.py reruns the grid.
+# cells that still score well on the held-out set (README, "How the defaults were chosen"), so the choice is not an
+# artefact of one dataset. benchmarks/defaults_grid.py reruns the grid.
 #: λ: the 2D embedding is by far the stronger identity cue here (dlib ResNet vs a 3DMM fitted to 68 landmarks);
-#: the 3D term still lifts cfp100's profiles (ARI 0.628 at λ = 1 → 0.660 at 0.9). The method's 0.65 scores lower.
+#: the 3D term still lifts cfp100's mixed poses a little (README). The method's 0.65 scores lower.
 DEFAULT_LAM = 0.9
 #: DBSCAN radius on the fused distance, whose typical pair is at ~1 after normalisation (median scaling).
 DEFAULT_EPS = 0.6

@@ -25,9 +25,8 @@ from ..fusion import FusedMetric
 #: K-Means restarts; the run with the lowest inertia is kept. 4 keeps a slider refit of 1,000 faces interactive.
 DEFAULT_N_INIT = 4
 #: k="auto" scores k = max(2, largest photo's faces) .. (faces DBSCAN kept) / this by silhouette: at most one
-#: cluster per two faces. DBSCAN's own cluster count is NOT used to centre the range: measured at one eps it was
-#: 10/34/12/42 on lfw10/orl/yale/cfp100 whose true counts are 10/40/15/100, while the silhouette peak sat at the
-#: true k on all four (benchmarks/auto_k.py).
+#: cluster per two faces. DBSCAN's own cluster count is NOT used to centre the range: at one eps it was off by up
+#: to 58 % on the shared datasets while the silhouette peak sat at the true k (README, "How the defaults were chosen").
 AUTO_K_MAX_SHARE = 2
 #: Cost standing for "forbidden" in the assignment problem (finite: scipy rejects infeasible inf matrices).
 _FORBIDDEN = 1e12

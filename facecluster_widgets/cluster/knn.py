@@ -27,14 +27,12 @@ log = logging.getLogger(__name__)
 #: made symmetric, gives each face ~20-40 edges, above any sensible min_samples.
 N_NEIGHBORS = 15
 #: Up to this many faces the kNN lists are exact (scikit-learn brute force, chunked: O(n²·d) time, bounded memory,
-#: ~3 s for 10,000 faces on 2 cores); above, faiss IVF (exact brute force would take ~58 s at 100,000 faces).
+#: seconds at this size); above, faiss IVF, since exact search grows with n² (timings in benchmarks/README.md).
 EXACT_KNN_FACES = 10_000
 #: IVF cells per √n (faiss's guideline is 4-16 √n): ~1,260 cells of ~80 faces at 100,000 faces.
 IVF_LISTS_PER_SQRT_N = 4
-#: Cells searched per query. ``benchmarks/knn_recall.py`` at 100,000 synthetic faces, 2 cores: identity-structured
-#: data (20 faces per identity, as in run.py) recall@15 = 1.000 in 6.1 s (2D) / 5.7 s (3D); near-structureless data
-#: (5 per identity, noise 1.0: a face's own identity ~0.5 cosine away) recall@5 0.48 (2D) / 0.90 (3D), where
-#: neighbours barely mean anything. 16 probes (half the scan) reached 0.83 instead of 0.95 recall on random 16-D points.
+#: Cells searched per query: full recall on identity-structured data, where neighbours mean something; half as many
+#: probes lost recall clearly (``benchmarks/knn_recall.py``; README "Large collections" and benchmarks/README.md).
 IVF_PROBES = 32
 #: faiss wants ≥ 39 training points per cell (fewer cells below ~25,000 faces); more costs time for no gain.
 IVF_MIN_TRAIN_PER_LIST = 39

@@ -26,8 +26,8 @@ class Detection:
     knows frontal faces: on a profile it still returns 68 points, but they follow the box rather than
     the face, so they drift when the box moves a little. The quality is exp(-drift / 0.05), drift being
     the mean landmark shift over six 8 %-shifted / 12 %-scaled boxes divided by the box side. With the
-    "auto" detector it separates cfp100 frontal photos from profiles with ROC AUC 0.98 (medians 0.88 vs
-    0.26; ``benchmarks/detection_rate.py``). Use it to weight or filter landmark-based features; faces
+    "auto" detector it separates cfp100 frontal photos from profiles (``benchmarks/detection_rate.py``; figures
+    in benchmarks/README.md). Use it to weight or filter landmark-based features; faces
     are never dropped for it.
     """
 

@@ -25,11 +25,10 @@ log = logging.getLogger(__name__)
 #: antelopev2 ships scrfd_10g_bnkps.onnx.
 DETECTOR_PATTERNS = ("det_*.onnx", "scrfd*.onnx")
 
-#: Square dlib-scale box from 5 points, measured on lfw10 against dlib's own HOG boxes: side =
-#: 2.30 x (eye midpoint to mouth midpoint distance), centre 0.07 of that distance above the mean of
-#: the 5 points (a 0.08 leftward bias of dlib's boxes is left out to keep mirror symmetry). Given
-#: dlib's own 5 points, landmarks from this box are 0.018 inter-ocular distances from those of dlib's
-#: boxes (``benchmarks/detection_rate.py --box-adjust``), as good as the mediapipe box maps.
+#: Square dlib-scale box from 5 points, fitted on lfw10 to dlib's own HOG boxes: side = this many eye-to-mouth
+#: distances, centre this far above the mean of the 5 points (dlib's slight leftward bias is left out to keep
+#: mirror symmetry). Landmarks from it match those of dlib's boxes as well as the mediapipe box maps do
+#: (``benchmarks/detection_rate.py --box-adjust``; figures in benchmarks/README.md).
 _SIDE_PER_EYE_MOUTH = 2.30
 _CENTRE_UP_PER_EYE_MOUTH = 0.07
 

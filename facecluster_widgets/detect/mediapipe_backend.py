@@ -27,10 +27,9 @@ MODEL_SELECTION = {"full": 1, "short": 0}
 
 #: Box mapping onto dlib's box scale, chosen on lfw10 as the one whose 68 landmarks come closest to
 #: those from dlib's own HOG boxes (mean point error / inter-ocular distance over a grid of scale
-#: and dy; ``benchmarks/detection_rate.py --box-adjust``). Full range: 0.0205 as is -> 0.0188 with
-#: a 15 % smaller box moved up 2.5 %. Short range: 0.0632 -> 0.0490 with a 5 % larger box moved up
-#: 5 % (its box sits lower on the face). A horizontal shift gained < 0.001 in an earlier grid and
-#: is left out to keep mirror symmetry.
+#: and dy; ``benchmarks/detection_rate.py --box-adjust``; the errors are in benchmarks/README.md). The
+#: short-range box sits lower on the face, so it moves up more. A horizontal shift gained next to nothing
+#: and is left out to keep mirror symmetry.
 BOX_ADJUST = {"full": BoxAdjust(scale=0.85, dy=-0.025), "short": BoxAdjust(scale=1.05, dy=-0.05)}
 
 #: A box found on a padded image must keep at least this share of its area inside the real image;

@@ -3,17 +3,16 @@
 The chip comes from ``dlib.get_face_chip`` (padding 0.25), exactly as dlib's own pipeline makes it: from
 the face's 68 landmarks when given, otherwise from dlib's 5-point shape predictor run on a box built
 from the 5 alignment points. The box imitates dlib's HOG detector boxes, the boxes that predictor was
-trained on (constants measured on lfw10: width = 2.33 x eye-to-mouth distance, centre 0.08 of that
-distance above the eye-mouth midpoint; with them the descriptors differ from the HOG-box ones by
-0.04 on average, well below the 0.43 mean same-person distance).
+trained on (constants fitted on lfw10; with them the descriptors differ from the HOG-box ones by a small
+fraction of the mean same-person distance, benchmarks/README.md).
 
 Two engines run the same network on the chips: ``"dlib"`` (dlib's own C++, the reference; the dlib-bin
-wheel is built without BLAS, so ~96 ms per face and batching gains nothing) and ``"torch"`` (the weights of
+wheel is built without BLAS, so it is slow and batching gains nothing) and ``"torch"`` (the weights of
 the very same model file read into a PyTorch port, :mod:`.dlib_torch`: the descriptors agree with dlib's to
 float rounding, below 1e-6, and do not depend on batch size or thread count; a batch is one forward pass,
-measured x5 faster than dlib for one face and x12 for batches of 8-32). torch is an optional extra, so the
-default is torch when it is installed and dlib otherwise; the engine enters ``params()``, so a store keeps
-the results of the two apart.
+several times faster than dlib's, and more so in batches: ``benchmarks/embed_batch.py``). torch is an optional
+extra, so the default is torch when it is installed and dlib otherwise; the engine enters ``params()``, so a
+store keeps the results of the two apart.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """dlib's face recognition ResNet (``anet_type`` of dlib's examples/dnn_face_recognition_ex.cpp) in PyTorch,
 with the weights read from dlib's own model file.
 
-Why: the dlib wheel installed here is built without BLAS, so its convolutions run in plain loops (~96 ms
-per face, batching gains nothing); the same weights through torch's convolutions give the same descriptors
-(to float rounding, see tests/test_dlib_torch.py) in one forward pass per batch, x5 faster for one face and
-x12 for batches of 8-32 (benchmarks/embed_batch.py).
+Why: the dlib wheel installed here is built without BLAS, so its convolutions run in plain loops (batching
+gains nothing); the same weights through torch's convolutions give the same descriptors (to float rounding,
+see tests/test_dlib_torch.py) in one forward pass per batch, several times faster (benchmarks/embed_batch.py;
+figures in the README and benchmarks/reports/).
 
 The C++ type, bottom-up: ``con<32,7,7,2,2>`` - ``affine`` - ``relu`` - ``max_pool<3,3,2,2>``; residual
 levels of 32 (3 blocks), 64 (1 down + 3), 128 (1 down + 2), 256 (1 down + 2), 256 (1 down); then

@@ -6,7 +6,7 @@ Input: the 112x112 ArcFace-template crop of the face's 5 points, RGB, raw 0-255 
 The int8 block-quantised graph lists 29 initialisers among its inputs, which onnxruntime refuses, so the
 session is built from a copy whose inputs are only the real image input; its outputs equal ``cv2.dnn``'s on the
 unmodified file (cosine 1.0, ``tests/test_sface_yunet.py``). The graph's batch dimension is fixed at 1, so the
-network runs one crop per call (24 ms/face measured on the idle 2-core machine).
+network runs one crop per call.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ SFACE_MODEL = PackagedModel(
 
 
 class SFaceEmbedder(CropThenNetwork):
-    """``threads``: onnxruntime's intra-op threads (None: its own choice, every core); 1 by default because on the
-    shared 2-core machine one thread measured ~2x faster than every core (204 vs 383 ms/face under load 13)."""
+    """``threads``: onnxruntime's intra-op threads (None: its own choice, every core); 1 by default because on a
+    shared, loaded machine one thread measured about twice as fast as every core (benchmarks/README.md)."""
 
     name = "sface"
     dim = 128

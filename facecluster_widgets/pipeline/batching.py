@@ -12,8 +12,8 @@ from ..errors import ImageReadError
 from ..store import Result, Store
 from .stages import ImageWork, StageRunner, StageTimer
 
-#: Faces whose embedding waits for others before the network runs (one batch of the default embedder). Measured
-#: (benchmarks/embed_batch.py): the torch engine takes 17 ms/face one face at a time, 8.6 ms/face in batches of 8-32.
+#: Faces whose embedding waits for others before the network runs (one batch of the default embedder): the torch
+#: engine's time per face halves from one face to batches of 8-32 and stops falling there (benchmarks/embed_batch.py).
 DEFER_FACES = 32
 
 

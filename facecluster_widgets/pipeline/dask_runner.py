@@ -14,10 +14,11 @@ paths on every worker: one machine, or a shared filesystem.
 
 One environment fix, measured: Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, and setting any
 glibc malloc threshold by hand switches off glibc's *dynamic* mmap threshold, so every buffer above 128 KiB is
-mmap'ed and unmapped again. Torch's forward pass then spends its time in page faults: the dlib ResNet ran at
-43 ms/face in a worker against 16 ms/face in a plain process (``MALLOC_TRIM_THRESHOLD_=65536 python ...``
-reproduces it). The plugin sets the mmap threshold back to glibc's own ceiling, 32 MiB, when the worker's
-environment fixed one malloc threshold and not this one (:func:`tune_malloc`); Dask's trimming stays.
+mmap'ed and unmapped again. Torch's forward pass then spends its time in page faults: the dlib ResNet ran
+several times slower in a worker than in a plain process (``MALLOC_TRIM_THRESHOLD_=65536 python ...``
+reproduces it; figures in benchmarks/README.md). The plugin sets the mmap threshold back to glibc's own
+ceiling, 32 MiB, when the worker's environment fixed one malloc threshold and not this one
+(:func:`tune_malloc`); Dask's trimming stays.
 """
 
 from __future__ import annotations

@@ -20,9 +20,8 @@ Jaw-line landmarks 0-16 trace the face's outline, which on a turned face is the 
 fixed vertex: ``contour="march"`` moves each of landmarks 0-5 and 11-16 along a horizontal row of
 candidate vertices to the one furthest out in the image at the current pose (landmark marching);
 ``"weight"`` (the default) keeps fixed vertices and down-weights them (0.3); ``"fixed"`` trusts them
-fully. Measured with benchmarks/identity_3d.py (cfp100-trained projection, K-Means ARI, seed 0):
-weight 0.60 / 0.57 / 0.72, march 0.55 / 0.60 / 0.72, fixed 0.38 / 0.62 / 0.73 on lfw10 / orl / yale;
-down-weighting is the one that helps in-the-wild photos (lfw10), and it is the cheapest.
+fully. In benchmarks/identity_3d.py (figures in benchmarks/README.md) down-weighting is the one that helps
+in-the-wild photos (lfw10), ties on the studio sets, and it is the cheapest.
 
 Priors: ``alpha`` is in prior units, so ``reg_identity`` is (landmark noise / eye-corner distance)^2 in
 a MAP reading; 1e-3 (about 3 % of the eye-corner distance, dlib's typical error) did as well as or

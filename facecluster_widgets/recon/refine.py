@@ -25,10 +25,9 @@ runs Adam on identity (80), expression (53), scale, rotation (axis-angle step) a
 colour re-solved every ``resolve_every`` steps; ``photo_error_after`` re-solves it for the final shape, so
 the difference is due to the geometry alone. Off by default in the product.
 
-Measured by ``benchmarks/refine_photometric.py --control`` (20 lfw10 faces, defaults, 2 shared CPU cores):
-photometric MSE 0.00268 (ambient) -> 0.00170 (colour solved: "before") -> 0.00131 ("after"), 23 % lower
-after than before and lower on 20 of 20 faces; landmark RMS 2.01 -> 2.10 px; about 5.2 s per face. With
-the geometry frozen the same colour re-solve gains nothing (0.00170 -> 0.00170), so the gain is geometric.
+``benchmarks/refine_photometric.py --control`` measures it (figures in benchmarks/README.md): the photometric
+error falls after the geometry moves, and with the geometry frozen the same colour re-solve gains nothing, so
+the gain is geometric; it costs seconds per face, which is why it is off by default.
 """
 
 from __future__ import annotations

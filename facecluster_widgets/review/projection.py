@@ -58,8 +58,8 @@ def project(method: str, *, distances: np.ndarray | None = None, points: np.ndar
             random_state: int = 0) -> np.ndarray:
     """``(n, 2)`` float32 coordinates: t-SNE / UMAP of ``distances`` (square, precomputed) or PCA of ``points``.
 
-    Runs single-threaded: on a busy 2-core machine (other processes runnable) t-SNE of 106 faces took 60 s with
-    OpenMP's 2 threads waiting on each other at every barrier and 0.5 s with one thread; PCA 3 s against 10 ms.
+    Runs single-threaded: on a busy machine (other processes runnable) OpenMP's threads wait on each other at
+    every barrier, which made t-SNE and PCA two orders of magnitude slower (figures in benchmarks/README.md).
     """
     with threadpool_limits(limits=1):
         return _project(method, distances, points, random_state)
