@@ -154,8 +154,11 @@ def _extraction_lines(store: Store) -> list[str]:
     """Images, faces, each unusable image by name under its count, and the work done (so a rerun shows 0)."""
     report = store.read_json("run")
     lines = [f"images:     {report['n_images']}", f"faces:      {report['n_faces']}"]
-    for frame, status, title in ((store.images, "unreadable", "unreadable"), (store.table, "no_face", "no face")):
+    for frame, status, title in ((store.images, "unreadable", "unreadable"), (store.table, "no_face", "no face"),
+                                 (store.images, "skipped", "skipped")):
         rows = frame.loc[frame["status"] == status].drop_duplicates("path")
+        if status == "skipped" and rows.empty:
+            continue  # folders the walk could not enter: said only when there are some
         lines.append(f"{title + ':':<11} {len(rows)}")
         lines.extend(f"  {display_path(row.path)}: {row.reason}" for row in rows.itertuples())
     lines.append(f"work done:  {_work_done(report)}")
