@@ -316,6 +316,12 @@ class FusedMetric:
     def has_3d(self) -> bool:
         return self.points_3d.shape[1] > 0
 
+    @property
+    def kinds(self) -> tuple[str, str]:
+        """The distance of the 2D and the 3D block: cosine and Euclidean (whitened: Mahalanobis) for "metric",
+        squared Euclidean for both under "concat" (whose fused distance is a weighted sum of squares)."""
+        return ("cosine", "euclidean") if self.fusion == "metric" else ("sqeuclidean", "sqeuclidean")
+
     def transform(self, X: Features | Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """New faces in the fitted spaces (same scalers, whitener), e.g. to place them among fitted centroids."""
         blocks = as_blocks(X)
@@ -335,7 +341,7 @@ class FusedMetric:
         Stored as float32 (distances ~1, 7 significant digits are plenty): half the memory, and every slider
         step (weighted sum, DBSCAN, seeding, silhouette) reads them at twice the speed.
         """
-        kind = ("cosine", "euclidean") if self.fusion == "metric" else ("sqeuclidean", "sqeuclidean")
+        kind = self.kinds
         out = []
         for points, scale, k in ((self.points_2d, self.scale_2d, kind[0]), (self.points_3d, self.scale_3d, kind[1])):
             if points.shape[1] == 0:

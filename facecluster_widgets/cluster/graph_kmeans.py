@@ -103,7 +103,7 @@ def _points_nearest(metric: FusedMetric, lam: float, points: dict[str, np.ndarra
                     centroids: dict[str, np.ndarray]) -> np.ndarray:
     """Nearest centroid of each point given in the fused spaces (``{"2d", "3d"}`` rows), measured as
     :meth:`FusedMetric.to_centroids` measures faces."""
-    kinds = ("cosine", "euclidean") if metric.fusion == "metric" else ("sqeuclidean", "sqeuclidean")
+    kinds = metric.kinds
     m = points["2d"].shape[0]
     out = np.empty(m, dtype=np.int64)
     step = block_rows(centroids["2d"].shape[0])
@@ -240,7 +240,7 @@ class GraphKMeans:
         """Fused distance of each face ``face[e]`` to the centroid ``cluster[e]`` (as ``to_centroids``)."""
         m, lam = self.metric, self.lam
         out = np.zeros(face.shape[0])
-        kinds = ("cosine", "euclidean") if m.fusion == "metric" else ("sqeuclidean", "sqeuclidean")
+        kinds = m.kinds
         for points, cents, scale, kind, weight in ((m.points_2d, centroids["2d"], m.scale_2d, kinds[0], lam),
                                                    (m.points_3d, centroids["3d"], m.scale_3d, kinds[1], 1.0 - lam)):
             if points.shape[1] == 0 or weight == 0.0:

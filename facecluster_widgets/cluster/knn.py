@@ -141,7 +141,7 @@ class FusedGraph:
         pattern.sum_duplicates()
         pattern.sort_indices()
         edge_rows = np.repeat(np.arange(n), np.diff(pattern.indptr))
-        kinds = ("cosine", "euclidean") if metric.fusion == "metric" else ("sqeuclidean", "sqeuclidean")
+        kinds = metric.kinds
         blocks = []
         for points, scale, kind in ((metric.points_2d, metric.scale_2d, kinds[0]),
                                     (metric.points_3d, metric.scale_3d, kinds[1])):

@@ -32,7 +32,7 @@ class FusedRows:
     def __init__(self, metric: FusedMetric, lam: float, rows: np.ndarray) -> None:
         self.metric, self.lam, self.rows = metric, float(lam), np.asarray(rows)
         self.shape = (self.rows.shape[0], self.rows.shape[0])
-        kinds = ("cosine", "euclidean") if metric.fusion == "metric" else ("sqeuclidean", "sqeuclidean")
+        kinds = metric.kinds
         self._terms = []  # (points among rows, their squared norms, kind, weight / scale)
         for points, scale, kind, weight in ((metric.points_2d, metric.scale_2d, kinds[0], self.lam),
                                             (metric.points_3d, metric.scale_3d, kinds[1], 1.0 - self.lam)):
