@@ -174,7 +174,7 @@ def test_cluster_names_are_escaped_everywhere_they_are_rendered(explorer):
 
 
 def test_selection_is_shared_by_scatter_gallery_and_edit_panel(explorer):
-    explorer._on_selection(None, _points(0, 2, 4), None)
+    explorer.hover_card.lasso = {"rows": [0, 2, 4], "n": 1}  # what the browser sends after a lasso
     assert explorer.selected == [0, 2, 4] and explorer.gallery.selected == [0, 2, 4]
     assert list(explorer.figure.data[0].selectedpoints) == [0, 2, 4]
     assert "<b>3</b> faces selected" in explorer.edit.selection_info.value
@@ -185,7 +185,7 @@ def test_selection_is_shared_by_scatter_gallery_and_edit_panel(explorer):
     assert "<b>1</b> face selected" in explorer.edit.selection_info.value
     explorer._on_click(None, _points(5), None)
     assert explorer.selected == [5] and explorer.focus == 5
-    explorer._on_selection(None, _points(), None)
+    explorer.hover_card.lasso = {"rows": [], "n": 2}  # a click on empty map space
     assert explorer.figure.data[0].selectedpoints is None  # nothing selected: nothing faded
     explorer.eps.value = 0.7
     assert explorer.figure.data[0].selectedpoints is None  # and re-clustering does not fade it either

@@ -114,20 +114,21 @@ def hover_texts(names: Sequence[str]) -> np.ndarray:
 
 
 def cluster_centres(xy: np.ndarray, labels: np.ndarray, names: dict[int, str] | None = None,
-                    limit: int = CENTRE_LABELS) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Where to write each cluster's id: the median position of its faces (the ``limit`` largest clusters);
-    named clusters show their name. Returns x, y (float32) and the texts."""
+                    limit: int = CENTRE_LABELS) -> list[dict]:
+    """Each cluster's id (its name when named) written at the median position of its faces, for the ``limit``
+    largest clusters: plotly annotations (drawn above the WebGL points, never catching the mouse)."""
     labels = np.asarray(labels)
     ok = (labels >= 0) & np.isfinite(xy).all(axis=1)
     ids, counts = np.unique(labels[ok], return_counts=True)
     order = np.argsort(-counts, kind="stable")[:limit]
-    xs, ys, texts = [], [], []
+    out = []
     for label in ids[order].tolist():
         members = xy[ok & (labels == label)]
-        xs.append(float(np.median(members[:, 0])))
-        ys.append(float(np.median(members[:, 1])))
-        texts.append(html.escape((names or {}).get(label, str(label))))
-    return np.asarray(xs, np.float32), np.asarray(ys, np.float32), texts
+        out.append({"x": float(np.median(members[:, 0])), "y": float(np.median(members[:, 1])), "xref": "x",
+                    "yref": "y", "text": html.escape((names or {}).get(label, str(label))), "showarrow": False,
+                    "font": {"size": 11, "color": "#111"}, "bgcolor": "rgba(255,255,255,0.6)", "borderpad": 1,
+                    "captureevents": False})
+    return out
 
 
 def _layers(xy: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -159,17 +160,15 @@ def projection_figure(xy: np.ndarray, labels: np.ndarray, *, hover_text: Sequenc
     crosses = go.Scattergl(x=cross_x, y=cross_y, name="no cluster",
                            marker={**colours, "showscale": False, "size": NOISE_SIZE, "symbol": NOISE_SYMBOL},
                            **common)
-    cx, cy, ctext = cluster_centres(xy, labels)
-    centres = go.Scatter(x=cx, y=cy, text=ctext, mode="text", name="cluster ids", hoverinfo="skip",
-                         textfont={"size": 11, "color": "#222"}, showlegend=False)
     layout = go.Layout(
+        annotations=cluster_centres(xy, labels) if color_by == "cluster" else [],
         height=height, margin={"l": 10, "r": 10, "t": 36 if title else 10, "b": 10}, dragmode="lasso",
         hovermode="closest", title={"text": html.escape(title), "x": 0.01} if title else None,
         xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"}, plot_bgcolor="white",
         uirevision="keep",  # zoom and pan survive restyles
     )
     factory = go.FigureWidget if widget else PrivateFigure
-    return private(factory(data=[dots, crosses, centres], layout=layout))
+    return private(factory(data=[dots, crosses], layout=layout))
 
 
 def update_projection(fig: go.Figure, labels: np.ndarray, *, color_by: str = "cluster",
@@ -190,8 +189,7 @@ def update_projection(fig: go.Figure, labels: np.ndarray, *, color_by: str = "cl
         dots.marker.update({**colours, "size": sizes})
         crosses.x, crosses.y = cross_x, cross_y
         crosses.marker.update({**colours, "showscale": False})
-        if len(fig.data) > 2:
-            fig.data[2].x, fig.data[2].y, fig.data[2].text = cluster_centres(xy, labels, names)
+        fig.layout.annotations = cluster_centres(xy, labels, names) if color_by == "cluster" else []
 
 
 def select_points(fig: go.Figure, rows: Sequence[int] | None, *, keep_outline: bool = False) -> None:
@@ -201,8 +199,12 @@ def select_points(fig: go.Figure, rows: Sequence[int] | None, *, keep_outline: b
     elsewhere (gallery, code) removes it, so the map never shows one selection while the edit panel acts on another.
     """
     chosen = None if rows is None or len(rows) == 0 else [int(r) for r in rows]
+    if not keep_outline:
+        # First, alone: plotly.js re-selects the points inside an outline on every restyle. The browser may hold
+        # a lasso outline the kernel was never told of, so an empty selection is sent via a placeholder (setting
+        # () when the kernel already has () would send nothing).
+        fig.layout.selections = [{"type": "rect", "x0": 0, "x1": 0, "y0": 0, "y1": 0, "xref": "x", "yref": "y"}]
+        fig.layout.selections = ()
     with fig.batch_update():
         for trace in fig.data[:2]:
             trace.selectedpoints = chosen
-        if not keep_outline and fig.layout.selections:
-            fig.layout.selections = ()

@@ -48,6 +48,7 @@ class EditPanel(w.VBox):
         self.host = host
         self.queue_label: int | None = None  # the cluster whose possible matches are listed
         self.selection_info = w.HTML()
+        self.selection_info.add_class("fc-edit-selection")
         self.name_text = w.Text(placeholder="name for the cluster of the focused face",
                                 layout=w.Layout(width="300px"))
         specs = {
@@ -57,7 +58,7 @@ class EditPanel(w.VBox):
                            self.not_person),
             "name": ("name", "name the cluster of the focused face", self.name),
             "accept": ("add to cluster", "put the selected candidates into the queue's cluster", self.accept),
-            "reject": ("not this person", "the selected candidates are not this cluster's person: drop them from "
+            "reject": ("reject", "the selected candidates are not this cluster's person: drop them from "
                        "its queue for good", self.reject),
             "unknown": ("select unknown pool", "select every face in no cluster", self.select_unknown),
             "undo": ("undo", "take back the last correction", self.undo),
@@ -65,7 +66,9 @@ class EditPanel(w.VBox):
         }
         self.buttons = {key: _button(label, tip, action, guard) for key, (label, tip, action) in specs.items()}
         self.matches_title = w.HTML()
+        self.matches_title.add_class("fc-matches-title")
         self.matches = Gallery()
+        self.matches.add_class("fc-matches")
         self.pairs_title = w.HTML("<b>Same person?</b> <small>cluster pairs whose faces sit nearest each other's "
                                   "centre, nearest first</small>")
         self.pair_rows = []

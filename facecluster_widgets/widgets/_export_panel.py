@@ -45,6 +45,7 @@ class ExportPanel(w.VBox):
         self.path.observe(lambda _c: self._clear(), names=["value"])
         self.format.observe(lambda _c: self._clear(), names=["value"])
         super().__init__([w.HBox([self.path, self.format, self.button]), self.result])
+        self.add_class("fc-export")
 
     def _clear(self) -> None:
         self.result.value = ""

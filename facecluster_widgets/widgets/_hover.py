@@ -1,5 +1,5 @@
 """The face at the cursor: a small card (thumbnail, path, cluster) drawn next to the mouse over the explorer's map,
-as jupyter-scatter and FiftyOne show it.
+as jupyter-scatter and FiftyOne show it; and the map's lasso selection, sent to the kernel reliably.
 
 An anywidget with one traitlet, ``card`` (``{row, src, title, detail}`` from Python, set when plotly reports a
 hover to the kernel). The browser code finds the plotly map in the same explorer, follows the mouse over it and
@@ -60,6 +60,24 @@ function render({ model, el }) {
       show();
     });
     gd.on("plotly_unhover", hide);
+    // The lasso / box selection reaches the kernel through this widget's own state: plotly's FigureWidget
+    // dropped fast lassos (the map showed a selection the kernel never got).
+    // Only a person's gesture counts: the kernel's own restyles make plotly re-emit selection events, which
+    // must not come back as a new selection. A pointer press arms it; the first selection event or click uses it.
+    let gesture = false;
+    gd.addEventListener("pointerdown", () => { gesture = true; }, true);
+    gd.on("plotly_click", () => { gesture = false; });
+    const send = (rows) => {
+      if (!gesture) return;
+      gesture = false;
+      model.set("lasso", { rows: rows, n: ((model.get("lasso") || {}).n || 0) + 1 });
+      model.save_changes();
+    };
+    gd.on("plotly_selected", (e) => {
+      if (!e || !e.points) return;
+      send(e.points.filter((p) => p.curveNumber === 0).map((p) => p.pointNumber));
+    });
+    gd.on("plotly_deselect", () => send([]));
   }
   model.on("change:card", show);
   attach();
@@ -79,8 +97,10 @@ _CSS = """
 
 
 class HoverCard(anywidget.AnyWidget):
-    """The card next to the cursor; set :attr:`card` to ``{row, src, title, detail}`` for the hovered face."""
+    """The card next to the cursor; set :attr:`card` to ``{row, src, title, detail}`` for the hovered face.
+    :attr:`lasso` (``{rows, n}``, from the browser) is the map's latest lasso or box selection."""
 
     _esm = _ESM
     _css = _CSS
     card = traitlets.Dict().tag(sync=True)
+    lasso = traitlets.Dict().tag(sync=True)

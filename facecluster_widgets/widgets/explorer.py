@@ -134,10 +134,10 @@ class ClusterExplorer(w.VBox):
         for trace in self.figure.data[:2]:  # point i of either trace is face i
             trace.on_hover(self._on_hover)
             trace.on_click(self._on_click)
-        # Selection from the dots trace only: it holds every face (noise dots have size 0 but a position), so a
-        # lasso reports all faces inside it there; the crosses trace would report the noise faces a second time.
-        self.figure.data[0].on_selection(self._on_selection)
-        self.figure.data[0].on_deselect(lambda *_: self._set_selection([]))
+        # Lasso / box selections come through the hover card's own state (plotly's FigureWidget dropped fast
+        # ones), from the dots trace only: it holds every face (noise dots have size 0 but a position).
+        self.hover_card.observe(lambda c: self._set_selection((c["new"] or {}).get("rows", []), lasso=True),
+                                names=["lasso"])
         self._layout()
         self.add_class("fc-explorer")
         traitlets.link((self, "selected"), (self.gallery, "selected"))
@@ -405,9 +405,6 @@ class ClusterExplorer(w.VBox):
         else:
             self._set_selection([row])
         self.focus = row
-
-    def _on_selection(self, _trace, points, _selector) -> None:
-        self._set_selection([int(i) for i in points.point_inds], lasso=True)
 
     def _set_selection(self, rows: Sequence[int], lasso: bool = False) -> None:
         self._lasso = lasso
