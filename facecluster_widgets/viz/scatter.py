@@ -73,8 +73,9 @@ class Colouring:
         return out
 
     def colour_of(self, i: int) -> str | None:
-        """The colour string of face ``i`` on a stepped scale (legends, tests); ``None`` on a continuous one."""
-        if isinstance(self.colorscale, str):
+        """The colour string of face ``i`` on a stepped scale (legends, tests); ``None`` on a continuous one (the
+        ones with a colour bar: a named scale or the yaw scale)."""
+        if self.showscale or isinstance(self.colorscale, str):
             return None
         return self.colorscale[2 * int(round(float(self.codes[i]) - self.cmin - 0.5))][1]
 
