@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from sklearn.cluster import DBSCAN
 
 from ..cluster import HybridClustering, align_labels
 from ..cluster.hybrid import DEFAULT_EPS, DEFAULT_LAM, DEFAULT_MIN_SAMPLES
@@ -223,29 +224,34 @@ class ClusterSession:
         return self._view
 
     def preview(self, **params: object) -> ClusterView | None:
-        """A quick look at ``params`` while :meth:`update` chooses k: the same DBSCAN, then ONE K-Means++ start
-        with the k chosen last time, on a copy of the estimator (the session's state is untouched). ``None`` when
-        there is nothing quicker to show (k fixed by the user, a fusion change, no clustering yet, or an error)."""
+        """DBSCAN's result at once, while :meth:`update` chooses k again: the faces DBSCAN keeps at ``params`` go to
+        the nearest centre of the last clustering (under the new λ), the others are noise. No K-Means++ run, the
+        estimator untouched. ``None`` when there is nothing quicker to show (k fixed by the user, a fusion
+        change, no clustering yet)."""
         with self._lock:
             new = {**self.params, **params}
-            if (self.model is None or new["n_clusters"] != "auto" or new["fusion"] != self.params["fusion"]
-                    or not getattr(self.model, "n_clusters_", 0)):
+            model = self.model
+            if (model is None or new["n_clusters"] != "auto" or new["fusion"] != self.params["fusion"]
+                    or not getattr(model, "n_clusters_", 0)):
                 return None
             start = time.perf_counter()
-            k = int(self.model.n_clusters_)
-            quick = copy.copy(self.model)
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    quick.refit(**{**new, "n_clusters": k, "n_init": 1})
-            except ValueError:  # e.g. fewer faces kept by DBSCAN than k: the full update says why
-                return None
-            raw = align_labels(self._raw, np.asarray(quick.labels_, dtype=np.int64))
+            lam = float(new["lam"])
+            metric, valid = model.distance_, model.valid_index_
+            fused = metric.pairwise(lam) if model.graph_ is None else model.graph_.fused(lam)
+            tick = time.perf_counter()
+            core = DBSCAN(eps=float(new["eps"]), min_samples=int(new["min_samples"]),
+                          metric="precomputed").fit(fused).labels_ >= 0
+            timings = {"fuse": tick - start, "dbscan": time.perf_counter() - tick}
+            nearest = np.argmin(metric.to_centroids(lam, model.centroids_), axis=1)
+            labels = np.full(len(self.faces), -1, dtype=np.int64)
+            labels[valid[core]] = nearest[core]
+            raw = align_labels(self._raw, labels)
             applied = self.edits.apply(raw, self.faces.face_ids)
-            seconds = time.perf_counter() - start
+            timings["total"] = time.perf_counter() - start
             return ClusterView(number=next(self._numbers), params=new, raw_labels=raw, labels=applied.labels,
-                               names=applied.names, reason=f"a first look with k = {k} from the last run; "
-                               "choosing k for these settings…", timings={**quick.timings_, "total": seconds},
+                               names=applied.names, reason=f"DBSCAN (eps={new['eps']}, min_samples="
+                               f"{new['min_samples']}) at once, faces on the last run's {model.n_clusters_} "
+                               "centres; choosing k for these settings…", timings=timings,
                                unplaced=applied.unplaced, preview=True)
 
     @property

@@ -174,8 +174,9 @@ def projection_figure(xy: np.ndarray, labels: np.ndarray, *, hover_text: Sequenc
 
 def update_projection(fig: go.Figure, labels: np.ndarray, *, color_by: str = "cluster",
                       values: Sequence | None = None, xy: np.ndarray | None = None,
-                      names: dict[int, str] | None = None) -> None:
-    """Restyle the scatter for new labels (and optionally new coordinates) in one message to the browser."""
+                      names: dict[int, str] | None = None, centres: bool = True) -> None:
+    """Restyle the scatter for new labels (and optionally new coordinates) in one message to the browser;
+    ``centres=False`` leaves the cluster ids where they are (a quick preview: ids are an SVG redraw)."""
     colours = colouring(labels, color_by, values).marker()
     dots, crosses = fig.data[0], fig.data[1]
     moved = xy is not None
@@ -190,7 +191,8 @@ def update_projection(fig: go.Figure, labels: np.ndarray, *, color_by: str = "cl
         dots.marker.update({**colours, "size": sizes})
         crosses.x, crosses.y = cross_x, cross_y
         crosses.marker.update({**colours, "showscale": False})
-        fig.layout.annotations = cluster_centres(xy, labels, names) if color_by == "cluster" else []
+        if centres:
+            fig.layout.annotations = cluster_centres(xy, labels, names) if color_by == "cluster" else []
 
 
 def select_points(fig: go.Figure, rows: Sequence[int] | None, *, keep_outline: bool = False) -> None:

@@ -351,7 +351,8 @@ class ClusterExplorer(w.VBox):
         start = time.perf_counter()
         values = self._colour_values(self.color_by.value)
         update_projection(self.figure, view.labels, color_by=self.color_by.value,
-                          values=None if values is False else values, xy=self._pending_xy(), names=view.names)
+                          values=None if values is False else values, xy=self._pending_xy(), names=view.names,
+                          centres=not view.preview)
         self.status.value = self._status_html(view, busy=busy, error=error)
         if view.preview:
             return  # the full result follows; the panels wait for it
