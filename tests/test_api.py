@@ -46,6 +46,7 @@ def test_core_and_widgets_are_reachable_from_the_package():
         fc.Nope  # noqa: B018
 
 
+@pytest.mark.slow
 def test_widgets_load_lazily_and_the_core_imports_without_them():
     done = _python(HIDE_IPYWIDGETS + textwrap.dedent("""
         import facecluster_widgets as fc
@@ -65,6 +66,7 @@ def test_widgets_load_lazily_and_the_core_imports_without_them():
     assert "pip install 'facecluster_widgets[widgets]'" in message
 
 
+@pytest.mark.slow
 def test_the_widget_names_resolve_with_the_extra_installed():
     done = _python("import facecluster_widgets as fc; fc.HybridClustering; fc.evaluate; print(fc.ClusterExplorer)")
     assert done.returncode == 0, done.stderr

@@ -20,6 +20,7 @@ from facecluster_widgets.store import open_store
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_help_lists_the_commands():
     out = subprocess.run([sys.executable, "-m", "facecluster_widgets.cli", "--help"], capture_output=True,
                          text=True, check=True).stdout

@@ -95,6 +95,7 @@ def test_one_name_per_method():
         evaluate_features(blocks, [str(v) for v in y], methods=["kmeans-true-k"])
 
 
+@pytest.mark.slow
 def test_3d_weight_off_row_is_the_full_method_at_lambda_1_with_the_same_groups(faces):
     from facecluster_widgets.cluster import HybridClustering, run_baseline
 
