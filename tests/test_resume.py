@@ -207,15 +207,17 @@ def test_store_creation_races_with_another_process(tmp_path):
 
 def test_the_write_lock_excludes_another_process(tmp_path):
     store = fc.open_store(tmp_path / "s")
-    # another writer, following the store's protocol (flock on .lock) without the toolkit's import time
+    done = tmp_path / "tables-written"
+    # another writer, following the store's protocol on POSIX (flock on .lock) without the toolkit's import time:
+    # it holds the lock, "writes its tables" (the marker file) and only then lets go
     code = ("import fcntl, os, sys, time\n"
             "fd = os.open(os.path.join(sys.argv[1], '.lock'), os.O_RDWR | os.O_CREAT, 0o600)\n"
-            "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(1.5)\n")
-    holder = subprocess.Popen([sys.executable, "-c", code, str(store.root)], stdout=subprocess.PIPE, text=True)
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(0.5)\n"
+            "open(sys.argv[2], 'w').close()\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(store.root), str(done)], stdout=subprocess.PIPE,
+                              text=True)
     assert holder.stdout.readline().strip() == "held"
-    started = time.monotonic()
     with store.lock():
-        waited = time.monotonic() - started
-    holder.wait(30)
-    assert waited > 0.5  # we waited for the other process to finish its tables
+        assert done.exists()  # we got the lock only after the other process had finished its tables
+    assert holder.wait(30) == 0
     assert (store.root / ".lock").stat().st_mode & 0o777 == 0o600
