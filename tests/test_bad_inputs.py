@@ -172,7 +172,7 @@ def test_odd_names_survive_the_table(messy):
 def test_no_face_rows_say_so(messy):
     store, _, _ = messy
     table = store.table
-    for name in ("no_face_noise.png", "no_face_one_pixel.png", "tiny_24px.png"):
+    for name in ("no_face_noise.png", "no_face_one_pixel.png"):
         row = _by_name(table, name)
         assert row["status"].tolist() == ["no_face"], name
         assert "found no face" in row["reason"].iloc[0]
@@ -194,9 +194,10 @@ def test_many_faces_get_one_row_each(messy):
 def test_small_and_cut_faces_are_flagged(messy):
     store, _, _ = messy
     table = store.table
-    small = _by_name(table, "tiny_48px.png")
-    assert small["small_face"].tolist() == [True]
-    assert float((small["x1"] - small["x0"]).iloc[0]) < SMALL_FACE_PX
+    for name in ("tiny_48px.png", "tiny_24px.png"):  # YuNet finds the 24 px face too (the old cascade did not)
+        small = _by_name(table, name)
+        assert small["small_face"].tolist() == [True], name
+        assert float((small["x1"] - small["x0"]).iloc[0]) < SMALL_FACE_PX
     for name in ("cut_left.jpg", "cut_bottom.jpg"):
         rows = _by_name(table, name)
         assert (rows["status"] == "ok").all() and rows["cut_by_border"].any(), name

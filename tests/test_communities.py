@@ -1,5 +1,6 @@
-"""k from the communities of the mutual-neighbour graph: a person seen along a pose sweep is a chain in feature
-space, which the silhouette sweep cuts into pieces and the community count keeps whole."""
+"""k capped by the communities of the mutual-neighbour graph: a person seen along a pose sweep is a chain in feature
+space, which the silhouette sweep alone cuts into pieces and the community count keeps whole; below the cap the
+silhouette sweep rejoins a compact group that Louvain cut."""
 
 from __future__ import annotations
 
@@ -29,18 +30,25 @@ def chains(n_ids: int = 6, per_id: int = 24, dim: int = 64, seed: int = 0) -> tu
 
 def test_communities_keep_a_pose_chain_whole_where_silhouette_splits_it():
     X, y = chains()
-    silhouette = HybridClustering(lam=1.0).fit(X)
+    silhouette = HybridClustering(lam=1.0, auto_k="silhouette").fit(X)
     communities = HybridClustering(lam=1.0, auto_k="communities").fit(X)
     assert communities.n_clusters_ == 6
     assert ari(y, communities.labels_) > 0.95
     assert silhouette.n_clusters_ > 6 and ari(y, silhouette.labels_) < ari(y, communities.labels_)
-    assert "6 Louvain communities, so k=6" in communities.n_clusters_reason_
+    assert "6 Louvain communities, which caps k; k=6 has the highest silhouette" in communities.n_clusters_reason_
+
+
+def test_a_large_compact_group_louvain_cuts_is_rejoined_below_the_cap():
+    X, y = make_identity_features(n_ids=6, per_id=20, d2=64, blocks_3d={"shape": 5, "curvature": 3}, seed=0)
+    assert np.unique(community_labels(1.0 - X["2d"] @ X["2d"].T, np.arange(y.size))).size > 6  # Louvain over-splits
+    model = HybridClustering().fit(X)
+    assert model.n_clusters_ == 6 and ari(y, model.labels_) == 1.0
 
 
 def test_compact_identities_give_the_same_k_either_way():
     X, y = make_identity_features(n_ids=8, per_id=12, d2=64, noise2=0.4, seed=3)
     a = HybridClustering(auto_k="communities").fit(X)
-    b = HybridClustering().fit(X)
+    b = HybridClustering(auto_k="silhouette").fit(X)
     assert a.n_clusters_ == b.n_clusters_ == 8 and ari(y, a.labels_) == 1.0
 
 
@@ -61,5 +69,5 @@ def test_the_largest_photo_sets_a_floor_and_refit_switches_methods():
     groups = np.arange(y.size)
     groups[:5] = 0  # one photo with five faces: at least five people
     model = HybridClustering(auto_k="communities").fit(X, groups=groups)
-    assert model.n_clusters_ >= 5 and "raised to" in model.n_clusters_reason_
-    assert "silhouette" in model.refit(auto_k="silhouette").n_clusters_reason_
+    assert model.n_clusters_ >= 5 and "at least 5" in model.n_clusters_reason_
+    assert "Louvain" not in model.refit(auto_k="silhouette").n_clusters_reason_

@@ -87,7 +87,7 @@ def test_auto_k_sweep_always_terminates(seed):
     point landed on the best k again and again); found by this file's degenerate cases, fixed in hybrid._sweep."""
     X, y = make_identity_features(10, 8, 128, {"shape": 6}, seed=seed)
     with time_limit():
-        model = HybridClustering().fit(X)
+        model = HybridClustering(auto_k="silhouette").fit(X)
     assert 2 <= model.n_clusters_ <= 40 and model.auto_k_scores_
 
 

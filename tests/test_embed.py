@@ -58,10 +58,10 @@ def _distances(x: np.ndarray) -> np.ndarray:
 # --- interface ---------------------------------------------------------------------------------------
 
 
-def test_registry_lists_all_backends_and_defaults_to_dlib():
-    assert {"arcface", "dlib", "facenet"} <= set(embedders.names())
+def test_registry_lists_all_backends_and_defaults_to_sface():
+    assert {"arcface", "dlib", "facenet", "sface"} <= set(embedders.names())
     default = get_embedder()
-    assert isinstance(default, DlibEmbedder) and default.dim == 128
+    assert default.name == "sface" and default.dim == 128
     with pytest.raises(FaceclusterError, match="unknown embedder 'nope'"):
         get_embedder("nope")
 

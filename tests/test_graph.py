@@ -100,7 +100,7 @@ def test_graph_regime_recovers_identities_and_keeps_cannot_link(monkeypatch):
 def test_graph_regime_auto_k(monkeypatch):
     monkeypatch.setattr(sparse, "EXACT_KMEANS_FACES", 0)
     X, y = make_faces(50, 20, noise2=0.5, seed=5)
-    model = HybridClustering(algorithm="sparse").fit(X)
+    model = HybridClustering(algorithm="sparse", auto_k="silhouette").fit(X)
     assert abs(model.n_clusters_ - 50) <= 2 and ari(y, model.labels_) > 0.95
     assert len(model.auto_k_scores_) <= sparse.GRAPH_SWEEP_RUNS + 12  # capped sweep (+ its first grid)
 

@@ -36,7 +36,7 @@ def faces():
 @pytest.mark.parametrize("n_clusters", [6, "auto"])
 def test_recovers_identities(faces, fusion, n_clusters):
     X, y = faces
-    model = HybridClustering(n_clusters=n_clusters, fusion=fusion).fit(X)
+    model = HybridClustering(n_clusters=n_clusters, fusion=fusion, auto_k="silhouette").fit(X)
     assert ari(y, model.labels_) > 0.95
     assert model.n_clusters_ == 6
     assert "DBSCAN" in model.n_clusters_reason_
@@ -71,8 +71,9 @@ def test_lambda_one_ignores_3d_and_zero_ignores_2d(faces):
         np.testing.assert_array_equal(a.labels_, b.labels_)
         np.testing.assert_array_equal(a.fused_distances_, b.fused_distances_)
     # ... while at λ = 0.65 the same change does matter
-    a = HybridClustering(n_clusters=6).fit(X)
-    assert not np.array_equal(a.fused_distances_, HybridClustering(n_clusters=6).fit(other_3d).fused_distances_)
+    a = HybridClustering(n_clusters=6, lam=0.65).fit(X)
+    assert not np.array_equal(a.fused_distances_,
+                              HybridClustering(n_clusters=6, lam=0.65).fit(other_3d).fused_distances_)
 
 
 def test_deterministic_with_random_state(faces):
@@ -320,7 +321,7 @@ def test_sklearn_estimator_basics(faces):
 def test_warm_start_walks_to_the_nearby_peak_with_few_runs():
     """warm_start re-scores only k near the previous auto k (a slider move), and still lands on the true k."""
     X, y = make_faces(n_ids=9, per_id=12, seed=3)
-    model = HybridClustering(lam=0.65, warm_start=True).fit(X)
+    model = HybridClustering(lam=0.65, warm_start=True, auto_k="silhouette").fit(X)
     cold_runs = len(model.auto_k_scores_)
     assert model.n_clusters_ == 9
     model.refit(eps=0.55)
@@ -329,5 +330,5 @@ def test_warm_start_walks_to_the_nearby_peak_with_few_runs():
     model._auto_k_previous = 3  # far below the peak: the window must walk uphill to it
     model.refit(eps=0.5)
     assert model.n_clusters_ == 9 and min(model.auto_k_scores_) <= 3
-    cold = HybridClustering(lam=0.65, eps=0.5).fit(X)
+    cold = HybridClustering(lam=0.65, eps=0.5, auto_k="silhouette").fit(X)
     np.testing.assert_array_equal(model.labels_ >= 0, cold.labels_ >= 0)

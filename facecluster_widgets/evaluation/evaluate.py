@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..cluster import BASELINES, HybridClustering, run_baseline
+from ..cluster.baselines import DEFAULT_EMBEDDER
 from ..cluster.hybrid import DEFAULT_LAM
 from ..cluster.kmeans import fused_kmeans
 from ..errors import FaceclusterError
@@ -72,8 +73,10 @@ class Evaluation:
         lines = [f"## {self.name}", "", frame_table(self.table.rename(index=_LABELS)), ""]
         if {"full", "full_3d_off"} <= set(self.table.index):
             gain = self.table.loc["full", "ari"] - self.table.loc["full_3d_off", "ari"]
-            lines += [f"3D branch: full method minus \"3D weight off\" = {gain:+.3f} ARI "
-                      f"({'the 3D term helps here' if gain > 0 else 'the 3D term does not help here'}).", ""]
+            verdict = "the 3D term helps here" if gain > 0 else "the 3D term does not help here"
+            if DEFAULT_LAM == 1.0:
+                verdict += "; the default λ = 1 gives it no weight, the λ sweep below shows what weighting it does"
+            lines += [f"3D branch: full method minus \"3D weight off\" = {gain:+.3f} ARI ({verdict}).", ""]
         if not self.by_yaw.empty:
             lines += ["Scores per yaw bin (the pipeline's own yaw estimate, |yaw| in degrees; same clusterings):", "",
                       frame_table(self.by_yaw), ""]
@@ -101,7 +104,7 @@ class Evaluation:
 def evaluate_features(features: Features | Mapping[str, np.ndarray], labels: Sequence, *, name: str = "dataset",
                       groups: Sequence | None = None, conditions: Sequence | None = None,
                       yaw: Sequence[float] | None = None,
-                      methods: Sequence[str] | str = "all", embedder: str = "dlib",
+                      methods: Sequence[str] | str = "all", embedder: str = DEFAULT_EMBEDDER,
                       lam_grid: Sequence[float] = LAM_GRID,
                       random_state: int = 0) -> Evaluation:
     """Run ``methods`` on the faces and score them against ``labels`` (rows with a missing label are dropped).
@@ -193,7 +196,8 @@ def evaluate(store: Store, *, methods: Sequence[str] | str = "all", subset_by: s
     return evaluate_features(store.features.subset(ok), faces["label"], name=name or run.get("source", "dataset"),
                              groups=photo_groups(faces), conditions=conditions, methods=methods,
                              yaw=faces["yaw"] if "yaw" in faces else None,
-                             embedder=run.get("config", {}).get("embedder", "dlib"), random_state=random_state)
+                             embedder=run.get("config", {}).get("embedder", DEFAULT_EMBEDDER),
+                             random_state=random_state)
 
 
 def _yaw_bins(yaw: np.ndarray) -> pd.Series:

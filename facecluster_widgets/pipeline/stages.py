@@ -33,9 +33,10 @@ from ..store import Result, Stage, file_identity
 
 log = logging.getLogger(__name__)
 
-#: The detector used when none is named: mediapipe full range, then dlib HOG, then mediapipe short range on
-#: a padded image (finds 100 % of lfw10/orl/yale images and 99.9 % of cfp100, profiles included).
-DEFAULT_DETECTOR = "auto"
+#: The detector used when none is named, chosen with the embedder and the clustering defaults by the maximin
+#: rule (benchmarks/defaults_grid.py): YuNet, whose own 5 landmarks hold on profiles, where the 68 points of the
+#: "auto" cascade (mediapipe, dlib HOG, padded mediapipe) do not; the SFace crop is aligned on those 5 points.
+DEFAULT_DETECTOR = "yunet"
 
 
 @dataclass(frozen=True)
