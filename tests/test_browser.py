@@ -59,7 +59,7 @@ def lab(tmp_path_factory):
         shutil.copy(notebook, root / notebook.name)
     port, token = _free_port(), "facecluster-test"
     # Render every cell (JupyterLab 4 virtualises long notebooks: cells off screen are not in the DOM) and
-    # skip the news toast; a settings folder of the test's own, never the user's.
+    # skip the news toast; settings and workspace folders of the test's own, never the user's.
     settings = root / ".lab-settings"
     for plugin, values in {"notebook-extension/tracker": {"windowingMode": "none"},
                            "apputils-extension/notification": {"fetchNews": "false"}}.items():
@@ -71,7 +71,10 @@ def lab(tmp_path_factory):
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
          f"--ServerApp.token={token}", "--allow-root", f"--ServerApp.root_dir={root}",
          "--LabApp.expose_app_in_browser=True", "--ServerApp.disable_check_xsrf=True"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=root, env={**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(settings)})
+        stdout=log, stderr=subprocess.STDOUT, cwd=root,
+        # workspaces too: the user's saved layout reopens notebooks this scratch folder lacks (404s in the console)
+        env={**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(settings),
+             "JUPYTERLAB_WORKSPACES_DIR": str(root / ".lab-workspaces")})
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
     while time.time() < deadline:
