@@ -49,7 +49,10 @@ class YunetDetector:
     def params(self) -> dict:
         return {"model": {"file": YUNET_MODEL.name, "sha256": YUNET_MODEL.sha256},
                 "min_confidence": self.min_confidence, "nms_threshold": self.nms_threshold,
-                "max_side": self.max_side, "landmarks": None if self.landmarker is None else self.landmarker.params()}
+                "max_side": self.max_side, "landmarks": None if self.landmarker is None else self.landmarker.params(),
+                # Behaviour that changes what is stored, so it is part of the store key: stores made before faces
+                # whose landmark centre lies outside the photo were dropped must not be reused as if equal.
+                "edge_faces": "dropped"}
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_model": None}
