@@ -374,11 +374,17 @@ TUNING = [
         ## ε × λ
 
         Each cell clusters all faces at one (ε, λ), reusing the cached per-block distances (so a whole grid takes
-        seconds). Pick the score to show; the star marks the best cell; click a cell to move a linked explorer.
+        seconds). Pick the score to show; the star marks the best cell; click a cell to move the explorer below
+        to that ε and λ (its own session: nothing here is saved in the store).
     """),
     code("""
-        sweep = fc.ParameterSweep(session, steps=(8, 6), background=False, run=True)
+        explorer = fc.ClusterExplorer(None, session=fc.ClusterSession.from_store(store, edits=fc.EditLog(),
+                                                                                persist=False), mesh=False)
+        sweep = fc.ParameterSweep(session, explorer=explorer, steps=(8, 6), background=False, run=True)
         sweep
+    """),
+    code("""
+        explorer
     """),
     md("""
         The label-free silhouette next to ARI (which needs the true identities): do they agree on where to go?

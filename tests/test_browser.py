@@ -121,7 +121,8 @@ def page(lab, console_errors):
 def run_notebook(page, lab, name: str, timeout_s: float = 300) -> None:
     """Open ``name`` in JupyterLab, run all cells through the UI, and wait until the kernel is idle."""
     page.goto(f"{lab['url']}/lab/tree/{name}?token={lab['token']}")
-    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget", timeout=90_000)
+    page.wait_for_function("(name) => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+                           " return w && w.context && w.context.path === name; }", arg=name, timeout=90_000)
     page.wait_for_function(
         "() => { const w = window.jupyterapp.shell.currentWidget;"
         " return w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel; }",
@@ -285,7 +286,9 @@ def _wait(page, script: str, timeout: int = 60_000, **kwargs) -> None:
         shown = page.evaluate("() => ['.fc-errors', '.fc-status', '.fc-edit-info', '.fc-edit-selection',"
                               " '.fc-matches-title'].map(c => { const e = document.querySelector('.fc-explorer ' + c);"
                               " return c + ': ' + (e ? e.textContent : '-'); }).join('\\n')")
-        pytest.fail(f"waited {timeout / 1000:.0f} s for {script[:160]}\n{shown}")
+        outputs = page.evaluate("() => Array.from(document.querySelectorAll('.jp-OutputArea-output'),"
+                                " e => e.textContent.slice(0, 300)).slice(-4).join('\\n---\\n')")
+        pytest.fail(f"waited {timeout / 1000:.0f} s for {script[:160]}\n{shown}\nlast outputs:\n{outputs}")
 
 
 def _text(explorer, css: str) -> str:
@@ -545,4 +548,41 @@ def test_no_control_uploads_or_shares_anything(explorer):
 
 
 def test_no_console_errors(explorer, console_errors):
+    assert not console_errors, "\n".join(console_errors)
+
+
+def test_clicking_a_sweep_cell_moves_the_linked_explorer(page, lab, console_errors):
+    """The ε × λ heatmap linked to an explorer (as in 03_tuning, on the quickstart's store, a small grid): a click
+    on a cell moves the explorer's sliders there."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    cell = new_code_cell("from facecluster_widgets.widgets import ClusterExplorer, ParameterSweep\n"
+                         "explorer = ClusterExplorer('.facecluster-cache/quickstart', mesh=False)\n"
+                         "sweep = ParameterSweep(None, explorer=explorer, steps=(4, 3), background=False, run=True)\n"
+                         "display(sweep, explorer)")
+    kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    (lab["root"] / "sweep_link.ipynb").write_text(nbformat.writes(new_notebook(cells=[cell], metadata=kernel)))
+    run_notebook(page, lab, "sweep_link.ipynb", timeout_s=300)
+    _wait(page, "() => document.querySelector('.fc-sweep .js-plotly-plot')", timeout=120_000)
+    sweep = page.locator(".fc-sweep").first
+    page.wait_for_function("() => document.querySelector('.fc-explorer .fc-cluster-count')", timeout=120_000)
+    sweep.locator(".js-plotly-plot").scroll_into_view_if_needed()
+    eps, lam, x, y = page.evaluate("""() => {
+      const gd = document.querySelector('.fc-sweep .js-plotly-plot');
+      const heat = gd.data[0], i = 2, j = 1;  // ε index 2, λ index 1: not the defaults
+      const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();
+      return [heat.x[i], heat.y[j], box.left + xa._offset + xa.l2p(heat.x[i]),
+              box.top + ya._offset + ya.l2p(heat.y[j])];
+    }""")
+    page.mouse.click(x, y)
+    explorer = sweep.locator("xpath=ancestor::div[contains(@class, 'jp-OutputArea')]").first.locator(
+        ".fc-explorer").first  # the explorer of this notebook (the quickstart's is still open in another tab)
+    readouts = explorer.locator(".widget-slider .widget-readout")
+    _wait(page, f"() => {{ const area = document.querySelector('.fc-sweep').closest('.jp-OutputArea');"
+                f" const r = Array.from(area.querySelectorAll('.fc-explorer .widget-slider .widget-readout'),"
+                f" e => e.textContent); return r[0] === '{eps:.2f}' && r[2] === '{lam:.2f}'; }}", timeout=60_000)
+    assert readouts.nth(0).inner_text() == f"{eps:.2f}" and readouts.nth(2).inner_text() == f"{lam:.2f}"
+    _shoot(page, sweep, ARTIFACTS / "sweep-clicked.png")
+    _shot(page, explorer, "sweep-explorer-moved")
     assert not console_errors, "\n".join(console_errors)

@@ -356,8 +356,7 @@ def test_parameter_sweep_fills_the_heatmap_and_moves_a_linked_explorer(explorer)
     assert not any(isinstance(v, float) and np.isnan(v) for row in heat.z for v in row)  # JSON has no NaN
     best = sweep.best()
     assert best is not None and "best" in sweep.info.value
-    sweep._on_cell(None, Points(point_inds=[0], xs=[float(best["eps"])], ys=[float(best["lam"])], trace_name="",
-                                trace_index=0), None)
+    sweep.clicks.cell = {"eps": float(best["eps"]), "lam": float(best["lam"]), "n": 1}  # a click in the browser
     assert explorer.view.params["eps"] == pytest.approx(float(best["eps"]))
     assert explorer.view.params["lam"] == pytest.approx(float(best["lam"]))
 
@@ -369,3 +368,23 @@ def test_sweep_runs_in_the_background_without_blocking(store):
     assert isinstance(sweep._thread, threading.Thread)
     sweep.wait()
     assert sweep.frame is not None and len(sweep.frame) == 6 and not sweep.button.disabled
+
+
+def test_a_map_is_kept_in_the_store_and_paid_once_per_collection(store, monkeypatch):
+    first = ClusterSession(FaceCollection.from_store(store), persist=False, edits=EditLog())
+    assert not first.projection_cached("tsne")
+    xy = first.projection("tsne")
+    assert first.projection_cached("tsne")
+
+    def no_second_run(*_args, **_kwargs):
+        raise AssertionError("the map was computed again")
+
+    import facecluster_widgets.review.session as session_module
+
+    monkeypatch.setattr(session_module, "project", no_second_run)
+    again = ClusterSession(FaceCollection.from_store(store), persist=False, edits=EditLog())  # a new kernel
+    assert again.projection_cached("tsne")
+    np.testing.assert_array_equal(again.projection("tsne"), xy)
+    explorer = ClusterExplorer(None, session=again, background=False, mesh=False, projection="tsne")
+    explorer._schedule_projection()
+    assert "tsne map from the store" in explorer.timings.value

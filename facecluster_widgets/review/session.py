@@ -36,7 +36,7 @@ from ..metrics import ari, nmi, purity, silhouette
 from ..store import Store
 from .collection import FaceCollection
 from .edits import Edit, EditError, EditLog
-from .projection import ProjectionCache, default_method, fused_points, project
+from .projection import ProjectionCache, default_method, fingerprint, fused_points, project
 
 log = logging.getLogger(__name__)
 
@@ -405,7 +405,8 @@ class ClusterSession:
         return refused
 
     def projection(self, method: str | None = None, lam: float | None = None) -> np.ndarray:
-        """``(n, 2)`` float32 map of the faces (NaN for faces without complete features); cached per parameters.
+        """``(n, 2)`` float32 map of the faces (NaN for faces without complete features); cached per parameters,
+        in memory and in the store (a t-SNE or UMAP of a large collection is paid once per collection).
         ``method`` defaults to :func:`~.projection.default_method`; ``lam`` to the current λ."""
         with self._lock:
             self.view  # noqa: B018
@@ -413,16 +414,47 @@ class ClusterSession:
             lam = float(self.params["lam"] if lam is None else lam)
             metric, valid = self.model.distance_, self.model.valid_index_
             key = (method, round(lam, 6), self.params["fusion"], self.random_state, valid.size)
+            stored = self._map_name(method, lam)
 
             def compute() -> np.ndarray:
+                if self.faces.store is not None:
+                    try:
+                        return np.asarray(self.faces.store.read_array(stored), dtype=np.float32)
+                    except StoreError:
+                        pass  # not mapped yet (or damaged): compute it
                 inner = project(method, distances=metric.pairwise(lam) if method != "pca" else None,
                                 points=fused_points(metric, lam) if method == "pca" else None,
                                 random_state=self.random_state)
                 out = np.full((len(self.faces), 2), np.nan, np.float32)
                 out[valid] = inner
+                if self.faces.store is not None and method != "pca":  # PCA is instant: not worth a file
+                    try:
+                        self.faces.store.write_array(stored, out)
+                    except (StoreError, OSError) as exc:
+                        log.warning("map not kept in the store: %s", exc)
                 return out
 
         return self._maps.get(key, compute)
+
+    def projection_cached(self, method: str, lam: float | None = None) -> bool:
+        """Whether :meth:`projection` would answer at once (in memory or in the store)."""
+        with self._lock:
+            self.view  # noqa: B018
+            lam = float(self.params["lam"] if lam is None else lam)
+            valid = self.model.valid_index_
+            if (method, round(lam, 6), self.params["fusion"], self.random_state, valid.size) in self._maps:
+                return True
+            if method == "pca" or self.faces.store is None:
+                return method == "pca"
+            stored = self._map_name(method, lam)
+            return stored in self.faces.store.array_names()
+
+    def _map_name(self, method: str, lam: float) -> str:
+        """The store entry of a map: the method, the faces mapped, λ, the fusion and the seed, hashed."""
+        valid = self.model.valid_index_
+        return f"map-{method}-" + fingerprint(np.asarray(self.faces.face_ids, dtype=str)[valid],
+                                              np.array([lam, self.random_state]),
+                                              np.frombuffer(str(self.params["fusion"]).encode(), np.uint8))
 
     def sweep(self, eps_values: Iterable[float], lam_values: Iterable[float],
               progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import traceback
 from collections.abc import Sequence
@@ -298,11 +299,28 @@ class ClusterExplorer(w.VBox):
     def _remap(self, request: tuple[str, float], is_current) -> None:
         method, lam = request
         started = time.perf_counter()
-        xy = self.session.projection(method, lam)
+        ticking = threading.Event()
+        cached = self.session.projection_cached(method, lam)
+
+        def tick() -> None:  # the time so far, every second: a t-SNE or UMAP of 1,000+ faces takes a while
+            while not ticking.wait(1.0):
+                if is_current():
+                    seconds = time.perf_counter() - started
+                    self.status.value = self._status_html(
+                        self.view, busy=f"computing the {method} map… {seconds:.0f} s (kept in the store after"
+                                        " this, so it is paid once per collection)")
+
+        if not cached:
+            threading.Thread(target=tick, daemon=True).start()
+        try:
+            xy = self.session.projection(method, lam)
+        finally:
+            ticking.set()
         if is_current():
             self.map_xy, self._map_changed = xy, True
             self._guard(self._show_view, self.view)
-            self.timings.value += f"<small> · {method} map {time.perf_counter() - started:.1f} s</small>"
+            source = "from the store" if cached else f"{time.perf_counter() - started:.1f} s"
+            self.timings.value += f"<small> · {method} map {source}</small>"
 
     # -- drawing ------------------------------------------------------------------------------
     def _set_busy(self, busy: bool) -> None:

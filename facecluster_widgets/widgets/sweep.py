@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import threading
 
+import anywidget
 import ipywidgets as w
 import numpy as np
 import pandas as pd
+import traitlets
 
 from ..review.collection import FaceCollection
 from ..review.session import ClusterSession
@@ -22,6 +24,30 @@ from ._thumbs import esc
 EPS_RANGE = (0.2, 0.9)
 LAM_RANGE = (0.0, 1.0)
 STEPS = (8, 6)
+
+
+class CellClicks(anywidget.AnyWidget):
+    """The heatmap's clicks, sent to the kernel through this widget's own state (``cell``: ``{eps, lam, n}``):
+    plotly's FigureWidget did not report clicks on heatmap cells (the notebook promised a link that did nothing)."""
+
+    _esm = r"""
+    function render({ model, el }) {
+      function attach() {
+        const root = el.closest(".fc-sweep");
+        const gd = root && root.querySelector(".js-plotly-plot");
+        if (!gd || typeof gd.on !== "function") { setTimeout(attach, 300); return; }
+        gd.on("plotly_click", (e) => {
+          const p = e && e.points && e.points[0];
+          if (!p || p.curveNumber !== 0) return;
+          model.set("cell", { eps: Number(p.x), lam: Number(p.y), n: ((model.get("cell") || {}).n || 0) + 1 });
+          model.save_changes();
+        });
+      }
+      attach();
+    }
+    export default { render };
+    """
+    cell = traitlets.Dict().tag(sync=True)
 
 
 class ParameterSweep(w.VBox):
@@ -60,12 +86,14 @@ class ParameterSweep(w.VBox):
         self.figure = sweep_heatmap(pd.DataFrame({"eps": [0.5], "lam": [0.5], "clusters": [np.nan],
                                                   "noise_fraction": [np.nan], self.metric.value: [np.nan]}),
                                     self.metric.value, widget=True)
-        self.figure.data[0].on_click(self._on_cell)
+        self.clicks = CellClicks()
+        self.clicks.observe(lambda change: self.move_explorer(change["new"].get("eps"), change["new"].get("lam")),
+                            names=["cell"])
         self.button.on_click(lambda _: self.run())
         self.metric.observe(lambda _: self._draw(), names=["value"])
         super().__init__([
             w.HBox([self.eps_range, self.eps_steps]), w.HBox([self.lam_range, self.lam_steps]),
-            w.HBox([self.metric, self.button, self.progress]), self.figure, self.info,
+            w.HBox([self.metric, self.button, self.progress]), self.figure, self.info, self.clicks,
         ])
         self.add_class("fc-sweep")
         if run:
@@ -140,7 +168,10 @@ class ParameterSweep(w.VBox):
             return None
         return self.frame.loc[self.frame[metric].idxmax()]
 
-    def _on_cell(self, _trace, points, _state) -> None:
-        if not points.xs or self.explorer is None:
+    def move_explorer(self, eps: float | None, lam: float | None) -> None:
+        """Move the linked explorer's sliders to a cell's ε and λ (nothing without an explorer)."""
+        if self.explorer is None or eps is None or lam is None:
             return
-        self.explorer.set(eps=float(points.xs[0]), lam=float(points.ys[0]))
+        self.explorer.set(eps=round(float(eps), 4), lam=round(float(lam), 4))
+        self.info.value = (self.info.value.split("<br>")[0]
+                           + f"<br><small>explorer moved to ε {float(eps):.2f}, λ {float(lam):.2f}</small>")
