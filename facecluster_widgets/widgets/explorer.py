@@ -399,8 +399,9 @@ class ClusterExplorer(w.VBox):
                 f"<br><small>ARI / NMI / purity against the {int(m['labelled_faces'])} faces with a known "
                 "identity; noise counts as singletons</small>")
         noise = ("" if view.params.get("n_clusters") != "auto" else
-                 "<br><small>Faces DBSCAN leaves as noise stay in no cluster here (noise='keep'); "
-                 "<code>facecluster evaluate</code> reports the same clustering's scores per dataset.</small>")
+                 "<br><small>Why k may differ from <code>facecluster evaluate</code>'s: the first clustering here "
+                 "is the one it reports for these settings; after a slider move, k is searched near the previous "
+                 "k (warm start, fast), so coming back to the same settings can settle on a nearby k.</small>")
         return (f"<b>Metrics</b><table class='fc-metrics-table'>{cells}</table>"
                 f"<small>{view.n_clusters} clusters, {100 * m['noise_fraction']:.0f} % of faces in none</small>"
                 f"{note}{noise}")
