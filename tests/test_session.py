@@ -131,7 +131,7 @@ def test_silhouette_on_the_sparse_path_matches_the_dense_one():
     sampled one, which is exact when the faces fit in the sample."""
     from facecluster_widgets.cluster import HybridClustering
     from facecluster_widgets.metrics import silhouette
-    from facecluster_widgets.review.session import model_silhouette
+    from facecluster_widgets.review.scores import model_silhouette
 
     X, _ = make_identity_features(6, 20, 128, {"shape": 6}, 0.6, 0.3, 0)
     dense = HybridClustering(lam=0.65, n_clusters=6, algorithm="dense").fit(X)
@@ -141,3 +141,25 @@ def test_silhouette_on_the_sparse_path_matches_the_dense_one():
     assert model_silhouette(sparse, dense.labels_[sparse.valid_index_]) == pytest.approx(expected, abs=1e-5)
     assert model_silhouette(dense, dense.labels_[dense.valid_index_]) == pytest.approx(expected)
     assert np.isnan(model_silhouette(sparse, np.zeros(len(sparse.valid_index_), dtype=int)))
+
+
+def test_browse_functions_work_on_a_view_alone():
+    """The gallery, the "same person?" pairs and the matches queue are plain functions of a view and the distances
+    to the centres: no session, no estimator."""
+    from facecluster_widgets.review.browse import gallery, possible_matches, similar_pairs, unknown_pool
+    from facecluster_widgets.review.view import ClusterView
+
+    labels = np.array([0, 0, 1, 1, 2, -1, -1])
+    view = ClusterView(number=0, params={}, raw_labels=labels, labels=labels, names={2: "Ann"}, reason="",
+                       timings={})
+    clusters = np.array([0, 1, 2])
+    dist = np.array([[0.1, 2.0, 3.0], [0.3, 2.0, 3.0], [2.0, 0.2, 0.9], [2.0, 0.4, 1.1], [3.0, 0.9, 0.0],
+                     [1.5, 0.5, 0.6], [0.7, 1.8, 2.5]])
+    rows = gallery(view, clusters, dist, face_order="farthest")
+    assert [r.label for r in rows] == [0, 1, 2, -1] and rows[0].rows.tolist() == [1, 0] and rows[2].name == "Ann"
+    assert unknown_pool(view, clusters, dist).tolist() == [5, 6]  # nearest to some centre first
+    assert [(p.a, p.b) for p in similar_pairs(view, clusters, dist, n=1)] == [(1, 2)]
+    assert [r for r, _ in possible_matches(view, clusters, dist, 0)] == [6, 5]
+    assert [r for r, _ in possible_matches(view, clusters, dist, 0, refused={6})] == [5]
+    with pytest.raises(ValueError, match="cluster_order"):
+        gallery(view, clusters, dist, cluster_order="random")

@@ -135,3 +135,9 @@ class ProjectionCache:
 
     def __contains__(self, key: tuple) -> bool:
         return key in self._maps
+
+
+def map_name(method: str, face_ids: np.ndarray, lam: float, fusion: str, random_state: int) -> str:
+    """The store entry of a map: the method, the faces mapped, λ, the fusion and the seed, hashed."""
+    return f"map-{method}-" + fingerprint(np.asarray(face_ids, dtype=str), np.array([lam, random_state]),
+                                          np.frombuffer(fusion.encode(), np.uint8))

@@ -1,6 +1,11 @@
 """One collection of faces being clustered, corrected and scored interactively: everything the explorer shows,
 computed in plain Python that a test (or a script) can call without a notebook.
 
+The session holds the state (the estimator, the current view, the corrections and their undo history) and
+answers from small modules of plain functions: :mod:`.view` (what a clustering looks like), :mod:`.scores`
+(silhouette, ARI/NMI/purity, the ε×λ sweep), :mod:`.browse` (gallery, "same person?" pairs, possible matches)
+and :mod:`.projection` (the map).
+
 A :class:`ClusterSession` owns one :class:`~facecluster_widgets.cluster.HybridClustering`. The first
 :meth:`~ClusterSession.update` fits it; later ones call ``refit``, which reuses the per-block distance matrices,
 so a slider move costs the weighted sum, DBSCAN and K-Means++ only. Each update yields a :class:`ClusterView`:
@@ -30,107 +35,23 @@ from sklearn.cluster import DBSCAN
 
 from ..cluster import HybridClustering, align_labels
 from ..cluster.hybrid import DEFAULT_EPS, DEFAULT_LAM, DEFAULT_MIN_SAMPLES
-from ..cluster.rows import FusedRows, SampledSilhouette
-from ..errors import MetricInputError, StoreError
-from ..metrics import ari, nmi, purity, silhouette
+from ..errors import StoreError
 from ..store import Store
+from .browse import centroid_distances, gallery, possible_matches, refused_rows, similar_pairs, unknown_pool
 from .collection import FaceCollection
 from .edits import Edit, EditError, EditLog
-from .projection import ProjectionCache, default_method, fingerprint, fused_points, project
+from .projection import ProjectionCache, default_method, fused_points, map_name, project
+from .scores import EXTERNAL_SCORES, sweep, view_metrics
+from .view import NOISE_NAME, ClusterPair, ClusterView, GalleryRow
 
 log = logging.getLogger(__name__)
 
 #: What the explorer's controls change, with the estimator's defaults (one place: cluster/hybrid.py).
 DEFAULT_PARAMS: dict[str, object] = {"eps": DEFAULT_EPS, "min_samples": DEFAULT_MIN_SAMPLES, "lam": DEFAULT_LAM,
                                      "n_clusters": "auto", "fusion": "metric"}
-#: Scores a sweep or the metrics panel can show; the external ones need true labels.
-EXTERNAL_SCORES = ("ari", "nmi", "purity")
-NOISE_NAME = "unknown (noise)"
 
-
-def model_silhouette(model: HybridClustering, labels_valid: np.ndarray) -> float:
-    """Silhouette of ``labels_valid`` (the model's valid faces) under its fused distance, NaN when undefined.
-
-    The sparse path (large collections) keeps no n×n matrix: there it is the silhouette of a fixed sample of faces
-    against all faces (exact when the collection is smaller than the sample), as the estimator's own k search.
-    """
-    try:
-        if model.fused_distances_ is not None:
-            return silhouette(labels_valid, model.fused_distances_)
-        rows = FusedRows(model.distance_, model.lam, np.arange(model.valid_index_.shape[0]))
-        labels = np.asarray(labels_valid)
-        if np.unique(labels[labels >= 0]).size < 2:
-            return float("nan")
-        return SampledSilhouette(rows)(labels)
-    except MetricInputError:
-        return float("nan")
-
-
-@dataclass(frozen=True, eq=False)
-class ClusterView:
-    """One clustering as the views show it.
-
-    ``raw_labels``: the estimator's labels (ids matched to the previous view); ``labels``: after the corrections;
-    ``names``: cluster id → name; ``timings``: the estimator's seconds per stage plus ``edits`` and ``total``.
-    """
-
-    number: int
-    params: dict
-    raw_labels: np.ndarray
-    labels: np.ndarray
-    names: dict[int, str]
-    reason: str
-    timings: dict[str, float]
-    unplaced: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = ()
-    preview: bool = False  # a quick look (k from the last run) that a full update will replace
-
-    @property
-    def clusters(self) -> np.ndarray:
-        """The cluster ids present (noise excluded), sorted."""
-        return np.unique(self.labels[self.labels >= 0])
-
-    @property
-    def n_clusters(self) -> int:
-        return int(self.clusters.size)
-
-    @property
-    def n_noise(self) -> int:
-        return int((self.labels < 0).sum())
-
-    def name_of(self, label: int) -> str:
-        if label < 0:
-            return NOISE_NAME
-        return self.names.get(int(label), f"cluster {int(label)}")
-
-    def members(self, label: int) -> np.ndarray:
-        return np.flatnonzero(self.labels == label)
-
-
-@dataclass(frozen=True)
-class GalleryRow:
-    """One cluster (or the noise faces, ``label == -1``) with its faces in display order."""
-
-    label: int
-    name: str
-    rows: np.ndarray
-    spread: float  # mean fused distance of its faces to the cluster centroid (NaN for noise)
-
-    @property
-    def size(self) -> int:
-        return int(self.rows.size)
-
-
-@dataclass(frozen=True)
-class ClusterPair:
-    """Two clusters that may be one person: ``distance`` is the mean fused distance of each one's faces to the
-    other's centroid (averaged both ways); ``gap`` is how much farther that is than their own faces sit from their
-    own centroids (small: the two overlap)."""
-
-    a: int
-    b: int
-    distance: float
-    gap: float
+__all__ = ["DEFAULT_PARAMS", "EXTERNAL_SCORES", "NOISE_NAME", "ClusterPair", "ClusterSession", "ClusterView",
+           "GalleryRow"]
 
 
 @dataclass
@@ -274,135 +195,46 @@ class ClusterSession:
 
     def metrics(self, view: ClusterView | None = None) -> dict[str, float]:
         """Silhouette on the fused distance (noise excluded) always; ARI, NMI, purity on the faces with a true
-        label when there are any (noise counts as singletons, see :mod:`facecluster_widgets.metrics`)."""
+        label when there are any (:func:`~.scores.view_metrics`)."""
         with self._lock:
             view = view or self.view
             cache = self._cached(view)
-            if cache.metrics is not None:
-                return cache.metrics
-            valid = self.model.valid_index_
-            out = {"clusters": float(view.n_clusters), "noise_fraction": float(view.n_noise / max(len(view.labels), 1))}
-            out["silhouette"] = model_silhouette(self.model, view.labels[valid])
-            truth = self.faces.labels
-            if truth is not None:
-                known = np.array([t is not None for t in truth])
-                true, pred = truth[known].astype(str), view.labels[known]
-                for name, fn in (("ari", ari), ("nmi", nmi), ("purity", purity)):
-                    out[name] = float(fn(true, pred))
-                out["labelled_faces"] = float(known.sum())
-            cache.metrics = out
-            return out
+            if cache.metrics is None:
+                cache.metrics = view_metrics(self.model, view, self.faces.labels)
+            return cache.metrics
 
     def centroid_distances(self, view: ClusterView | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """``(clusters, D)``: the cluster ids and the (n, k) fused distance of every face to every cluster's
-        centroid (per-block centroids in the fused spaces, after corrections); NaN rows for invalid faces."""
+        """``(clusters, D)``: :func:`~.browse.centroid_distances` of ``view``, cached per view."""
         with self._lock:
             view = view or self.view
             cache = self._cached(view)
             if cache.centroid is None:
-                clusters = view.clusters
-                valid = self.model.valid_index_
-                n = len(view.labels)
-                dist = np.full((n, clusters.size), np.nan)
-                if clusters.size:
-                    codes = np.searchsorted(clusters, view.labels[valid])
-                    codes[view.labels[valid] < 0] = -1
-                    metric = self.model.distance_
-                    centroids = metric.centroids(codes, clusters.size)
-                    dist[valid] = metric.to_centroids(float(self.params["lam"]), centroids)
-                cache.centroid = (clusters, dist)
+                cache.centroid = centroid_distances(self.model, view, float(self.params["lam"]))
             return cache.centroid
 
     def gallery(self, view: ClusterView | None = None, *, cluster_order: str = "size",
                 face_order: str = "closest") -> list[GalleryRow]:
-        """Clusters with their faces: clusters by ``size`` (largest first), ``spread`` (tightest first) or
-        ``name``; faces ``closest`` or ``farthest`` to their centroid first. The noise faces come last, nearest
-        to any cluster first (the likeliest to belong somewhere)."""
-        if cluster_order not in ("size", "spread", "name") or face_order not in ("closest", "farthest"):
-            raise ValueError(f"cluster_order must be size/spread/name and face_order closest/farthest, got "
-                             f"{cluster_order!r}/{face_order!r}")
+        """Clusters with their faces in display order, the noise faces last (:func:`~.browse.gallery`)."""
         view = view or self.view
-        clusters, dist = self.centroid_distances(view)
-        rows = []
-        for j, label in enumerate(clusters.tolist()):
-            members = view.members(label)
-            own = dist[members, j]
-            order = np.argsort(np.where(np.isnan(own), np.inf, own), kind="stable")
-            if face_order == "farthest":
-                order = order[::-1]
-            rows.append(GalleryRow(label, view.name_of(label), members[order], float(np.nanmean(own))
-                                   if np.isfinite(own).any() else float("nan")))
-        if cluster_order == "size":
-            rows.sort(key=lambda r: (-r.size, r.label))
-        elif cluster_order == "spread":
-            rows.sort(key=lambda r: (np.inf if np.isnan(r.spread) else r.spread, r.label))
-        else:
-            rows.sort(key=lambda r: (r.label not in view.names, r.name.casefold(), r.label))
-        noise = self.unknown_pool(view)
-        if noise.size:
-            rows.append(GalleryRow(-1, NOISE_NAME, noise, float("nan")))
-        return rows
+        return gallery(view, *self.centroid_distances(view), cluster_order=cluster_order, face_order=face_order)
 
     def similar_pairs(self, n: int = 10, view: ClusterView | None = None) -> list[ClusterPair]:
-        """The ``n`` pairs of clusters nearest each other, nearest first: the "same person?" suggestions."""
+        """The ``n`` pairs of clusters nearest each other: the "same person?" suggestions."""
         view = view or self.view
-        clusters, dist = self.centroid_distances(view)
-        k = clusters.size
-        if k < 2:
-            return []
-        rows = np.flatnonzero((view.labels >= 0) & np.isfinite(dist).all(axis=1))
-        codes = np.searchsorted(clusters, view.labels[rows])
-        sums = np.zeros((k, k))
-        np.add.at(sums, codes, dist[rows])
-        counts = np.bincount(codes, minlength=k).astype(float)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = sums / counts[:, None]  # mean[a, b]: faces of a to the centroid of b
-        between = (mean + mean.T) / 2
-        own = np.diag(mean)
-        gap = between - (own[:, None] + own[None, :]) / 2
-        a, b = np.triu_indices(k, 1)
-        score = between[a, b]
-        keep = np.isfinite(score)
-        order = np.argsort(np.where(keep, score, np.inf), kind="stable")[: max(0, int(n))]
-        return [ClusterPair(int(clusters[a[i]]), int(clusters[b[i]]), float(score[i]), float(gap[a[i], b[i]]))
-                for i in order if keep[i]]
+        return similar_pairs(view, *self.centroid_distances(view), n=n)
 
     def unknown_pool(self, view: ClusterView | None = None) -> np.ndarray:
         """The faces in no cluster, nearest to some cluster's centroid first (faces without features last)."""
         view = view or self.view
-        clusters, dist = self.centroid_distances(view)
-        noise = np.flatnonzero(view.labels < 0)
-        if not clusters.size:
-            return noise
-        near = dist[noise].min(axis=1) if noise.size else np.zeros(0)
-        return noise[np.argsort(np.where(np.isnan(near), np.inf, near), kind="stable")]
+        return unknown_pool(view, *self.centroid_distances(view))
 
     def possible_matches(self, label: int, n: int = 12, view: ClusterView | None = None
                          ) -> list[tuple[int, float]]:
         """A ranked queue for cluster ``label``: faces in no cluster, nearest to its centroid first, leaving out
         faces already marked "not this person" for it. ``[(row, fused distance), ...]``."""
         view = view or self.view
-        clusters, dist = self.centroid_distances(view)
-        where = np.flatnonzero(clusters == label)
-        if not where.size:
-            raise EditError(f"no cluster {label} in the current clustering")
-        refused = self._refused(view, label)
-        pool = [r for r in np.flatnonzero(view.labels < 0).tolist() if r not in refused and np.isfinite(dist[r, 0])]
-        ranked = sorted(pool, key=lambda r: dist[r, where[0]])
-        return [(r, float(dist[r, where[0]])) for r in ranked[:n]]
-
-    def _refused(self, view: ClusterView, label: int) -> set[int]:
-        from .edits import identify
-
-        index = {fid: i for i, fid in enumerate(self.faces.face_ids)}
-        refused: set[int] = set()
-        for edit in self.edits.edits:
-            if edit.kind != "not_person":
-                continue
-            anchor = np.array([index[f] for f in edit.anchor if f in index], dtype=np.intp)
-            if identify(view.labels, anchor) == label:
-                refused.update(index[f] for f in edit.faces if f in index)
-        return refused
+        refused = refused_rows(self.edits.edits, view, self.faces.face_ids, label)
+        return possible_matches(view, *self.centroid_distances(view), label, refused, n)
 
     def projection(self, method: str | None = None, lam: float | None = None) -> np.ndarray:
         """``(n, 2)`` float32 map of the faces (NaN for faces without complete features); cached per parameters,
@@ -450,47 +282,17 @@ class ClusterSession:
             return stored in self.faces.store.array_names()
 
     def _map_name(self, method: str, lam: float) -> str:
-        """The store entry of a map: the method, the faces mapped, λ, the fusion and the seed, hashed."""
-        valid = self.model.valid_index_
-        return f"map-{method}-" + fingerprint(np.asarray(self.faces.face_ids, dtype=str)[valid],
-                                              np.array([lam, self.random_state]),
-                                              np.frombuffer(str(self.params["fusion"]).encode(), np.uint8))
+        return map_name(method, np.asarray(self.faces.face_ids, dtype=str)[self.model.valid_index_], lam,
+                        str(self.params["fusion"]), self.random_state)
 
     def sweep(self, eps_values: Iterable[float], lam_values: Iterable[float],
               progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
-        """Every (ε, λ) pair clustered on a copy of the estimator (the session's own state is untouched): one row
-        each with clusters, noise fraction, silhouette and, with true labels, ARI / NMI / purity. A pair that
-        cannot be clustered (e.g. k above the faces DBSCAN keeps) gets NaN scores."""
+        """Every (ε, λ) pair clustered on a copy of the estimator (the session's own state is untouched); see
+        :func:`~.scores.sweep`."""
         with self._lock:
-            self.view  # noqa: B018
+            self.view  # noqa: B018 - fits on first use
             model = copy.copy(self.model)
-        eps_values, lam_values = [float(e) for e in eps_values], [float(v) for v in lam_values]
-        truth = self.faces.labels
-        known = np.array([t is not None for t in truth]) if truth is not None else None
-        rows, total, done = [], len(eps_values) * len(lam_values), 0
-        for lam in lam_values:
-            for eps in eps_values:
-                row = {"eps": eps, "lam": lam}
-                try:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        model.refit(eps=eps, lam=lam)
-                    labels = model.labels_
-                    row["clusters"] = float(np.unique(labels[labels >= 0]).size)
-                    row["noise_fraction"] = float((labels < 0).mean())
-                    row["silhouette"] = model_silhouette(model, labels[model.valid_index_])
-                    if known is not None:
-                        for name, fn in (("ari", ari), ("nmi", nmi), ("purity", purity)):
-                            row[name] = float(fn(truth[known].astype(str), labels[known]))
-                except (ValueError, MetricInputError) as exc:  # FeatureInputError is a ValueError
-                    log.info("sweep: eps=%s lam=%s not clustered (%s)", eps, lam, exc)
-                rows.append(row)
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-        columns = ["eps", "lam", "clusters", "noise_fraction", "silhouette"]
-        columns += list(EXTERNAL_SCORES) if known is not None else []
-        return pd.DataFrame(rows).reindex(columns=columns)
+        return sweep(model, eps_values, lam_values, self.faces.labels, progress)
 
     # -- corrections ---------------------------------------------------------------------------
     def _ids(self, rows: Sequence[int]) -> tuple[str, ...]:
