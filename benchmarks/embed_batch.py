@@ -79,7 +79,7 @@ def _stage_costs(n_photos: int, repeats: int) -> dict:
 
     photos = stages.benchmark_photos(n_photos)
     with ExitStack() as resources:
-        models, _ = stages.load_models(photos[0], resources)
+        models, _ = stages.load_models(photos[0], resources, "auto", "dlib")  # the dlib pipeline these figures are of
         rgb, _ = decode_image(photos[0])
         warm = [EmbedInput.from_detection(rgb, models.detector.detect(rgb)[0])]
         engines = {name: get_embedder("dlib", engine=name) for name in ("dlib", "torch")}

@@ -24,11 +24,12 @@ import numpy as np
 import facecluster_widgets as fc
 from facecluster_widgets.descriptors import DescriptorExtractor
 from facecluster_widgets.detect import Detector, get_detector
-from facecluster_widgets.embed import Embedder, EmbedInput, get_embedder
+from facecluster_widgets.embed import DEFAULT_EMBEDDER, Embedder, EmbedInput, get_embedder
 from facecluster_widgets.errors import DatasetError, FaceclusterError
 from facecluster_widgets.io.datasets import load_faces
 from facecluster_widgets.io.images import decode_image
 from facecluster_widgets.pipeline.batching import DEFER_FACES
+from facecluster_widgets.pipeline.stages import DEFAULT_DETECTOR
 from facecluster_widgets.recon.mesh import MeshReconstructor
 from facecluster_widgets.recon.morphable import LandmarkFitter, load_morphable_model
 from facecluster_widgets.standardize import StandardiseConfig, standardise
@@ -114,8 +115,10 @@ def _timed(seconds: dict[str, float], key: str, fn: Callable, *args: object) -> 
     return out
 
 
-def load_models(warmup: Path, resources: ExitStack) -> tuple[Models, dict[str, float]]:
-    """Build every model and run it once on ``warmup``; returns the models and the one-off seconds.
+def load_models(warmup: Path, resources: ExitStack, detector_name: str = DEFAULT_DETECTOR,
+                embedder_name: str = DEFAULT_EMBEDDER) -> tuple[Models, dict[str, float]]:
+    """Build every model (the pipeline's defaults unless named) and run it once on ``warmup``; returns the models
+    and the one-off seconds.
 
     Detector, embedder and mesh load lazily, so their figure is construction + the first call on one
     photo (load plus one inference); the 3DMM file, the fitter's and the descriptor extractor's
@@ -124,19 +127,19 @@ def load_models(warmup: Path, resources: ExitStack) -> tuple[Models, dict[str, f
     seconds: dict[str, float] = {}
     rgb, _ = decode_image(warmup)
     t0 = time.perf_counter()
-    detector = get_detector("auto")
+    detector = get_detector(detector_name)
     resources.callback(getattr(detector, "close", lambda: None))
     dets = detector.detect(rgb)
     # The cascade's later members (and their graphs) load only when earlier ones miss: load them all now.
     for member in getattr(detector, "members", {}).values():
         member.find(rgb)
-    seconds["detector (auto: mediapipe full + short, dlib HOG, dlib 68-point)"] = time.perf_counter() - t0
+    seconds[f"detector ({detector_name}, with dlib's 68 points)"] = time.perf_counter() - t0
     if not dets:
         raise FaceclusterError(f"warm-up photo {warmup} has no face; pick another")
     det = dets[0]
     if getattr(detector, "landmarker", None) is not None:
         detector.landmarker = TimedLandmarker(detector.landmarker)
-    embedder = _timed(seconds, "embedder (dlib ResNet)", lambda: _warm_embedder(rgb, det))
+    embedder = _timed(seconds, f"embedder ({embedder_name})", lambda: _warm_embedder(rgb, det, embedder_name))
     reconstructor = MeshReconstructor()
     resources.enter_context(reconstructor)
     _timed(seconds, "mesh (mediapipe FaceMesh)", reconstructor.reconstruct, rgb, det.points5, det.box)
@@ -147,8 +150,8 @@ def load_models(warmup: Path, resources: ExitStack) -> tuple[Models, dict[str, f
     return Models(detector, embedder, reconstructor, fitter, extractor), seconds
 
 
-def _warm_embedder(rgb: np.ndarray, det) -> Embedder:
-    embedder = get_embedder("dlib")
+def _warm_embedder(rgb: np.ndarray, det, name: str) -> Embedder:
+    embedder = get_embedder(name)
     embedder.embed([EmbedInput.from_detection(rgb, det)])
     return embedder
 

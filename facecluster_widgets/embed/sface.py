@@ -33,13 +33,14 @@ SFACE_MODEL = PackagedModel(
 
 
 class SFaceEmbedder(CropThenNetwork):
-    """``threads``: onnxruntime's intra-op threads (None: its own choice, every core); 1 by default because on a
-    shared, loaded machine one thread measured about twice as fast as every core (benchmarks/README.md)."""
+    """``threads``: onnxruntime's intra-op threads (None, the default: its own choice, every core). Every core is
+    faster when the machine is free, as a user's usually is; on a machine already busy with other processes one
+    thread can be faster (benchmarks/README.md has both figures). The descriptors do not depend on it."""
 
     name = "sface"
     dim = 128
 
-    def __init__(self, batch_size: int = 32, threads: int | None = 1) -> None:
+    def __init__(self, batch_size: int = 32, threads: int | None = None) -> None:
         self.batch_size = check_batch_size(batch_size)
         self.threads = threads
         self.model_path = SFACE_MODEL.path()
