@@ -66,7 +66,7 @@ def lab(tmp_path_factory):
         package, name = plugin.split("/")
         (settings / f"@jupyterlab/{package}").mkdir(parents=True, exist_ok=True)
         (settings / f"@jupyterlab/{package}/{name}.jupyterlab-settings").write_text(json.dumps(values))
-    log = open(root / "jupyter.log", "w")  # noqa: SIM115 - closed in teardown
+    log = open(root / "jupyter.log", "w")  # closed in teardown
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
          f"--ServerApp.token={token}", "--allow-root", f"--ServerApp.root_dir={root}",

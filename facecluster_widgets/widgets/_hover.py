@@ -78,7 +78,33 @@ function render({ model, el }) {
       send(e.points.filter((p) => p.curveNumber === 0).map((p) => p.pointNumber));
     });
     gd.on("plotly_deselect", () => send([]));
+    // The map shows the kernel's selection (``selected``), always: clearing a lasso outline makes plotly.js
+    // re-select the points inside the (now empty) outlines after it finishes, which can land after the kernel's
+    // own restyle of the selected points and blank them. After any such event, put the kernel's choice back.
+    for (const name of ["plotly_relayout", "plotly_selected", "plotly_deselect", "plotly_afterplot"]) {
+      gd.on(name, () => setTimeout(enforce, 0));
+    }
+    enforce();
   }
+  function same(a, b) {
+    const x = a == null ? null : Array.from(a, Number), y = b == null ? null : Array.from(b, Number);
+    if (x === null || y === null) return x === y;
+    return x.length === y.length && x.every((v, i) => v === y[i]);
+  }
+  // Trace 0 (every face's dot) is the one compared: inside a lasso outline plotly picks trace 1's points itself.
+  // A few tries per selection at most, so two writers can never loop.
+  let tries = 0;
+  function enforce() {
+    const Plotly = window.Plotly;
+    if (!plot || !Plotly || !plot.data || plot.data.length < 1) return;
+    const want = model.get("selected") ?? null;
+    if (same(plot.data[0].selectedpoints, want)) { tries = 0; return; }
+    if (tries >= 3) return;
+    tries += 1;
+    const traces = [...Array(Math.min(2, plot.data.length)).keys()];
+    Plotly.restyle(plot, { selectedpoints: traces.map(() => want) }, traces);
+  }
+  model.on("change:selected", () => { tries = 0; setTimeout(enforce, 0); });
   model.on("change:card", show);
   attach();
   return () => card.remove();
@@ -98,9 +124,11 @@ _CSS = """
 
 class HoverCard(anywidget.AnyWidget):
     """The card next to the cursor; set :attr:`card` to ``{row, src, title, detail}`` for the hovered face.
-    :attr:`lasso` (``{rows, n}``, from the browser) is the map's latest lasso or box selection."""
+    :attr:`lasso` (``{rows, n}``, from the browser) is the map's latest lasso or box selection; :attr:`selected`
+    (rows, or ``None`` for no selection) is the kernel's selection, which the browser keeps on the map."""
 
     _esm = _ESM
     _css = _CSS
     card = traitlets.Dict().tag(sync=True)
     lasso = traitlets.Dict().tag(sync=True)
+    selected = traitlets.List(traitlets.Int(), allow_none=True, default_value=None).tag(sync=True)

@@ -440,6 +440,7 @@ class ClusterExplorer(w.VBox):
     def _on_selected(self, _change: dict | None) -> None:
         lasso, self._lasso = self._lasso, False
         select_points(self.figure, self.selected, keep_outline=lasso)
+        self.hover_card.selected = [int(r) for r in self.selected] or None  # the browser keeps the map on it
         self._guard(self.edit.refresh, self.view)
 
     def _on_focus(self, change: dict) -> None:
