@@ -249,11 +249,9 @@ class ClusterSession:
             stored = self._map_name(method, lam)
 
             def compute() -> np.ndarray:
-                if self.faces.store is not None:
-                    try:
-                        return np.asarray(self.faces.store.read_array(stored), dtype=np.float32)
-                    except StoreError:
-                        pass  # not mapped yet (or damaged): compute it
+                kept = self._stored_map(stored)
+                if kept is not None:
+                    return kept
                 inner = project(method, distances=metric.pairwise(lam) if method != "pca" else None,
                                 points=fused_points(metric, lam) if method == "pca" else None,
                                 random_state=self.random_state)
@@ -280,6 +278,15 @@ class ClusterSession:
                 return method == "pca"
             stored = self._map_name(method, lam)
             return stored in self.faces.store.array_names()
+
+    def _stored_map(self, name: str) -> np.ndarray | None:
+        """The map kept in the store, or ``None`` when there is none (never made, or unreadable: made again)."""
+        if self.faces.store is None:
+            return None
+        try:
+            return np.asarray(self.faces.store.read_array(name), dtype=np.float32)
+        except StoreError:
+            return None
 
     def _map_name(self, method: str, lam: float) -> str:
         return map_name(method, np.asarray(self.faces.face_ids, dtype=str)[self.model.valid_index_], lam,
