@@ -25,7 +25,9 @@ import pandas as pd
 
 from ..errors import FaceclusterError
 from ..store import atomic_write
+from .collection import FaceCollection
 from .session import ClusterSession
+from .view import ClusterView
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,19 @@ def face_clusters(session: ClusterSession) -> pd.DataFrame:
     frame["name"] = pd.array([view.names.get(int(c), "") if c >= 0 else "" for c in labels], dtype="string")
     frame["distance_to_centre"] = to_centre.round(4)
     return frame
+
+
+def export_view(faces: FaceCollection, view: ClusterView, path: str | os.PathLike, fmt: str = "csv") -> object:
+    """Write ``view`` as the explorer shows it: every cluster under the name the page shows ("cluster 3" when
+    unnamed). ``fmt`` "csv"/"json": a table (missing folders are made); "symlink"/"copy": a folder per cluster
+    under ``path`` (new or empty). Returns the file path or the folder summary."""
+    table = faces.table
+    names = {int(c): view.name_of(int(c)) for c in view.clusters}
+    frame = assignments(table["face_id"], table["path"], view.labels, names, table["face_index"], faces.labels)
+    if fmt in ("csv", "json"):
+        path = Path(path)
+        return export_table(frame, path if path.suffix else path.with_suffix("." + fmt), fmt)
+    return export_folders(frame, path, mode=fmt)
 
 
 def export_table(frame: pd.DataFrame, path: str | os.PathLike, fmt: str | None = None) -> Path:

@@ -3,32 +3,14 @@ a folder per cluster of links to or copies of the photos. Each export replaces t
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from pathlib import Path
 
 import ipywidgets as w
 
-from ..review.collection import FaceCollection
-from ..review.export import assignments, export_folders, export_table
-from ..review.session import ClusterView
 from ._thumbs import esc
 
 FORMATS = (("CSV table", "csv"), ("JSON table", "json"), ("folders of links", "symlink"),
            ("folders of copies", "copy"))
-
-
-def export_view(faces: FaceCollection, view: ClusterView, path: str | os.PathLike, fmt: str = "csv") -> object:
-    """Write ``view`` as the explorer shows it: every cluster under the name the page shows ("cluster 3" when
-    unnamed). ``fmt`` "csv"/"json": a table (missing folders are made); "symlink"/"copy": a folder per cluster
-    under ``path`` (new or empty). Returns the file path or the folder summary."""
-    table = faces.table
-    names = {int(c): view.name_of(int(c)) for c in view.clusters}
-    frame = assignments(table["face_id"], table["path"], view.labels, names, table["face_index"], faces.labels)
-    if fmt in ("csv", "json"):
-        path = Path(path)
-        return export_table(frame, path if path.suffix else path.with_suffix("." + fmt), fmt)
-    return export_folders(frame, path, mode=fmt)
 
 
 class ExportPanel(w.VBox):

@@ -28,13 +28,14 @@ from ..errors import FaceclusterError
 from ..features import Features
 from ..io.datasets import FaceSource
 from ..review.collection import FaceCollection
+from ..review.export import export_view
 from ..review.projection import METHODS as PROJECTIONS
 from ..review.projection import default_method
 from ..review.session import ClusterSession, ClusterView
 from ..store import Store, open_store
 from ..viz.scatter import COLOR_BY, hover_texts, projection_figure, select_points, update_projection
 from ._edit_panel import EditPanel
-from ._export_panel import ExportPanel, export_view
+from ._export_panel import ExportPanel
 from ._face_panel import FacePanel
 from ._gallery import GalleryPanel
 from ._hover import HoverCard
