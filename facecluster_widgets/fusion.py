@@ -15,6 +15,21 @@ Why two terms and how they are made comparable:
   3D entirely, λ = 0 ignores 2D. If over half of the pairs coincide (median 0, up to rounding) the mean of the
   non-zero pairwise distances is used; a block with no non-zero distance at all gets scale 1 (its term is 0 anyway).
 
+**Pose-aware weighting** (``pose_weighting``, "metric" fusion only): the 3D term's share is set per pair of faces,
+``1 − λ_ij = min(1, (1 − λ)·w_ij)``, from each face's pose vector ``p_i = c_i·(1, cos yaw_i, sin yaw_i)`` (``c_i``
+the face's fit confidence: its 68-landmark stability ``landmark_quality``, 0 without a yaw estimate or a 3DMM fit;
+:func:`pose_points`). The rule was declared before any score was looked at (issue 12):
+
+* ``"same_view"``: ``w_ij = c_i·c_j·max(0, cos(yaw_i − yaw_j))``: the 3D term counts where both fits are trusted
+  and both faces were seen from a similar side; a profile fit (unstable landmarks) or a frontal-vs-profile pair
+  falls back to the 2D term. No new constant: cos is the overlap of two views' visible surface.
+* ``"cross_view"`` (the opposite hypothesis, that 3D shape is pose-invariant so it should weigh MORE where the
+  2D views differ): ``w_ij = c_i·c_j·(2 − max(0, cos(yaw_i − yaw_j)))``.
+* ``"off"``: ``w_ij = 1`` (the plain fused distance).
+
+A face-to-centroid distance uses the centroid's pose vector, the mean of its members' ``p``: since ``w`` is
+bilinear in ``p`` (up to the clip at 0), it is the mean pair weight of the face with the cluster's members.
+
 The ``"concat"`` fusion (early fusion, for comparison) standardises every block column by column, divides each
 block by ``sqrt(its number of non-constant columns)`` so wide blocks do not outvote narrow ones, and measures
 ``λ·‖Δz2‖²/m2 + (1−λ)·‖Δz3‖²/m3`` with ``m`` the median pairwise squared distance of that part: the SQUARED
@@ -32,6 +47,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+import pandas as pd
 from scipy.linalg import LinAlgError, cholesky, solve_triangular
 from scipy.sparse import csr_matrix, issparse
 from sklearn.covariance import LedoitWolf
@@ -47,6 +63,10 @@ log = logging.getLogger(__name__)
 BLOCK_2D = "2d"
 #: The two ways of combining the modalities (see the module docstring).
 FUSIONS = ("metric", "concat")
+#: How the 3D term's weight follows each pair's poses and fit confidences (module docstring).
+POSE_WEIGHTINGS = ("off", "same_view", "cross_view")
+#: The faces-table columns a pose vector is made of: the pipeline's yaw estimate and the fit confidence.
+POSE_COLUMNS = ("yaw", "landmark_quality")
 #: At most this many faces (a fixed-seed random subset) estimate the median pairwise distances: 2,000 faces give
 #: ~2 M pairs, a median accurate to well under 1 %, at a cost that does not grow with the collection.
 MEDIAN_SAMPLE = 2000
@@ -204,6 +224,72 @@ def _pairwise(points: np.ndarray, distance: str) -> np.ndarray:
     return out
 
 
+def pose_points(yaw_deg: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+    """``(n, 3)`` pose vectors ``c·(1, cos yaw, sin yaw)``; a face whose yaw or confidence is unknown (NaN) gets
+    ``c = 0``: with no evidence that its 3D fit can be trusted, its pairs use the 2D term only."""
+    yaw = np.radians(np.asarray(yaw_deg, dtype=np.float64))
+    c = np.asarray(confidence, dtype=np.float64)
+    if yaw.shape != c.shape or yaw.ndim != 1:
+        raise FeatureInputError(f"yaw and confidence must be two 1-D arrays of one value per face, got shapes "
+                                f"{yaw.shape} and {c.shape}")
+    known = np.isfinite(yaw) & np.isfinite(c)
+    if np.any(known & ((c < 0) | (c > 1))):
+        raise FeatureInputError("fit confidences must lie in [0, 1] (landmark_quality), got values outside")
+    c = np.where(known, c, 0.0)
+    yaw = np.where(known, yaw, 0.0)
+    return np.stack([c, c * np.cos(yaw), c * np.sin(yaw)], axis=1).astype(np.float32)
+
+
+def table_pose_points(table: Mapping | None, n: int) -> tuple[np.ndarray | None, str]:
+    """Pose vectors of ``n`` faces from a table (or mapping) with :data:`POSE_COLUMNS`, one row per face; None and
+    the reason when there is no such table."""
+    if table is None:
+        return None, "no pose (yaw, landmark_quality) given"
+    missing = [c for c in POSE_COLUMNS if c not in table]
+    if missing:
+        return None, f"the pose table has no {', '.join(missing)}"
+    columns = [pd.to_numeric(pd.Series(table[c]), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+               for c in POSE_COLUMNS]
+    if any(col.shape != (n,) for col in columns):
+        raise FeatureInputError(f"pose must give one {'/'.join(POSE_COLUMNS)} per face ({n}), got "
+                                f"{[col.shape[0] for col in columns]} rows")
+    return pose_points(*columns), ""
+
+
+def pose_weights(a: np.ndarray, b: np.ndarray, mode: str, paired: bool = False) -> np.ndarray:
+    """``w`` between pose vectors: ``(len(a), len(b))``, or per row pair ``(a[e], b[e])`` with ``paired``."""
+    if paired:
+        conf = a[:, 0] * b[:, 0]
+        view = np.einsum("ij,ij->i", a[:, 1:], b[:, 1:])
+    else:
+        conf = np.outer(a[:, 0], b[:, 0])
+        view = a[:, 1:] @ b[:, 1:].T
+    np.maximum(view, 0.0, out=view)
+    if mode == "same_view":
+        return view
+    if mode == "cross_view":
+        return 2.0 * conf - view
+    raise FeatureInputError(f"pose_weighting must be one of {POSE_WEIGHTINGS[1:]} here, got {mode!r}")
+
+
+def fuse(d2: np.ndarray, d3: np.ndarray, lam: float, weight: np.ndarray | None = None) -> np.ndarray:
+    """``λ_ij·d2 + (1 − λ_ij)·d3`` with ``1 − λ_ij = min(1, (1 − λ)·w_ij)`` (``weight`` None: ``w = 1``), float32
+    when the parts are; ``d2``/``d3`` are the normalised block distances. λ = 1 is the 2D term whatever ``w``."""
+    if weight is None or lam == 1.0:
+        if lam == 1.0:
+            return d2.copy()
+        if lam == 0.0:
+            return d3.copy()
+        out = d2 * d2.dtype.type(lam)
+        out += d2.dtype.type(1.0 - lam) * d3
+        return out
+    share = np.minimum(weight * (1.0 - lam), 1.0).astype(d2.dtype, copy=False)
+    out = d3 - d2
+    out *= share
+    out += d2
+    return out
+
+
 @dataclass(frozen=True, eq=False)
 class BlockStandardiser:
     """Per-block column standardisation fitted on data: constant columns are dropped, not divided by zero."""
@@ -248,6 +334,7 @@ class FusedMetric:
     every Lloyd step multiplies them and float32 halves that time (distances ~1 need no more digits).
     :attr:`block_distances` caches the two normalised n×n matrices; :meth:`pairwise` combines them for any λ.
     A block that is absent (or whose columns are all constant) contributes 0 and ``has_2d`` / ``has_3d`` say so.
+    ``points_pose`` holds the faces' pose vectors (:func:`pose_points`; ``(n, 0)`` when ``pose_weighting`` is "off").
     """
 
     fusion: str
@@ -261,13 +348,19 @@ class FusedMetric:
     standardiser_3d: BlockStandardiser | None
     whitener_3d: np.ndarray | None
     shrinkage_3d: float | None
+    points_pose: np.ndarray
+    pose_weighting: str
 
     @classmethod
     def fit(cls, X: Features | Mapping[str, np.ndarray], *, fusion: str = "metric", block_2d: str = BLOCK_2D,
-            blocks_3d: Sequence[str] | None = None) -> FusedMetric:
-        """Fit on faces whose rows are all finite (drop NaN rows first: see :func:`valid_rows`)."""
+            blocks_3d: Sequence[str] | None = None, pose: np.ndarray | None = None,
+            pose_weighting: str = "off") -> FusedMetric:
+        """Fit on faces whose rows are all finite (drop NaN rows first: see :func:`valid_rows`); ``pose`` holds
+        their pose vectors (:func:`pose_points`), needed unless ``pose_weighting`` is "off"."""
         if fusion not in FUSIONS:
             raise FeatureInputError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+        if pose_weighting not in POSE_WEIGHTINGS:
+            raise FeatureInputError(f"pose_weighting must be one of {POSE_WEIGHTINGS}, got {pose_weighting!r}")
         blocks = as_blocks(X)
         name_2d, names_3d = split_names(blocks, block_2d, blocks_3d)
         used = ([name_2d] if name_2d else []) + list(names_3d)
@@ -296,10 +389,20 @@ class FusedMetric:
         if names_3d and p3.shape[1] == 0:
             warnings.warn(f"every column of the 3D block(s) {list(names_3d)} is constant: the 3D term is 0 and "
                           "only the 2D term separates faces", stacklevel=2)
+        points_pose = np.zeros((n, 0), np.float32)
+        if pose_weighting != "off":
+            if fusion != "metric":
+                raise FeatureInputError(f"pose_weighting={pose_weighting!r} needs fusion='metric' (a per-pair weight "
+                                        "has no weighted concatenation)")
+            if pose is None or np.shape(pose) != (n, 3):
+                raise FeatureInputError(f"pose_weighting={pose_weighting!r} needs one pose vector per face, (n, 3) "
+                                        f"from pose_points(), got {None if pose is None else np.shape(pose)}")
+            points_pose = np.asarray(pose, dtype=np.float32)
         metric = cls(fusion=fusion, name_2d=name_2d, names_3d=names_3d, points_2d=p2.astype(np.float32),
                      points_3d=p3.astype(np.float32),
                      scale_2d=robust_scale(p2, kind_2d), scale_3d=robust_scale(p3, kind_3d),
-                     standardiser_2d=std_2d, standardiser_3d=std_3d, whitener_3d=whiten, shrinkage_3d=shrinkage)
+                     standardiser_2d=std_2d, standardiser_3d=std_3d, whitener_3d=whiten, shrinkage_3d=shrinkage,
+                     points_pose=points_pose, pose_weighting=pose_weighting)
         log.debug("fused metric (%s) on %d faces: s2=%.4g s3=%.4g shrinkage=%s", fusion, n, metric.scale_2d,
                   metric.scale_3d, shrinkage)
         return metric
@@ -315,6 +418,28 @@ class FusedMetric:
     @property
     def has_3d(self) -> bool:
         return self.points_3d.shape[1] > 0
+
+    @property
+    def pose_weighted(self) -> bool:
+        """Whether the 3D term's weight varies per pair (see the module docstring)."""
+        return self.pose_weighting != "off" and self.has_3d
+
+    def pose_weights(self, rows: np.ndarray | None, against: np.ndarray | None = None,
+                     paired: bool = False) -> np.ndarray | None:
+        """``w`` between the faces ``rows`` (None: all) and the pose vectors ``against`` (None: those same faces;
+        e.g. centroids' ``"pose"``), or per row pair with ``paired``. None when the weighting is off."""
+        if not self.pose_weighted:
+            return None
+        a = self.points_pose if rows is None else self.points_pose[rows]
+        return pose_weights(a, a if against is None else np.asarray(against, np.float32), self.pose_weighting,
+                            paired=paired)
+
+    def face_points(self, faces: np.ndarray) -> dict[str, np.ndarray]:
+        """The faces ``faces`` as centroids (copies, keys as :meth:`centroids`): K-Means seeds, refilled clusters."""
+        out = {"2d": self.points_2d[faces].copy(), "3d": self.points_3d[faces].copy()}
+        if self.points_pose.shape[1]:
+            out["pose"] = self.points_pose[faces].copy()
+        return out
 
     @property
     def kinds(self) -> tuple[str, str]:
@@ -357,22 +482,18 @@ class FusedMetric:
         d2, d3 = self.block_distances
         if rows is not None:
             d2, d3 = d2[np.ix_(rows, rows)], d3[np.ix_(rows, rows)]
-        if lam == 1.0:
-            fused = d2.copy()
-        elif lam == 0.0:
-            fused = d3.copy()
-        else:
-            fused = d2 * np.float32(lam)
-            fused += np.float32(1.0 - lam) * d3
-        return fused
+        weight = self.pose_weights(rows) if lam < 1.0 else None
+        return fuse(d2, d3, lam, weight)
 
     def centroids(self, labels: np.ndarray, k: int, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Per-block centroids of clusters 0..k−1: normalised mean for unit 2D vectors, plain mean otherwise.
 
-        Returns ``{"2d": (k, d2), "3d": (k, d3)}``; an empty cluster's rows are NaN.
+        Returns ``{"2d": (k, d2), "3d": (k, d3)}`` and, with pose weighting, ``"pose": (k, 3)`` (the members' mean
+        pose vector); an empty cluster's rows are NaN.
         """
         p2 = self.points_2d if rows is None else self.points_2d[rows]
         p3 = self.points_3d if rows is None else self.points_3d[rows]
+        pp = self.points_pose if rows is None else self.points_pose[rows]
         member = np.flatnonzero(labels >= 0)
         onehot = csr_matrix((np.ones(member.shape[0], dtype=np.float32), (labels[member], member)),
                             shape=(k, labels.shape[0]))
@@ -380,6 +501,7 @@ class FusedMetric:
         with np.errstate(invalid="ignore", divide="ignore"):
             c2 = onehot @ p2 / counts
             c3 = onehot @ p3 / counts
+            cp = onehot @ pp / counts if pp.shape[1] else None
         if self.fusion == "metric" and self.has_2d:
             norms = np.linalg.norm(c2, axis=1, keepdims=True)
             flat = (norms[:, 0] <= 1e-12) & (counts[:, 0] > 0)
@@ -388,13 +510,19 @@ class FusedMetric:
                 c2[flat] = p2[first]
                 norms[flat] = 1.0
             c2 = c2 / norms
-        return {"2d": c2, "3d": c3}
+        return {"2d": c2, "3d": c3} if cp is None else {"2d": c2, "3d": c3, "pose": cp}
 
     def to_centroids(self, lam: float, centroids: Mapping[str, np.ndarray],
                      rows: np.ndarray | None = None) -> np.ndarray:
         """Fused distances (n, k) from faces (or ``rows`` of them) to per-block centroids, same normalisation."""
         n = self.n_faces if rows is None else rows.shape[0]
         out = np.zeros((n, centroids["2d"].shape[0]))
+        if self.pose_weighted and lam < 1:
+            d2 = (cosine_distances(self.points_2d if rows is None else self.points_2d[rows], centroids["2d"])
+                  / self.scale_2d).astype(np.float64) if self.has_2d else out
+            p3 = self.points_3d if rows is None else self.points_3d[rows]
+            d3 = np.sqrt(self._squared(p3, self._sq_norms[1], rows, centroids["3d"]), dtype=np.float64) / self.scale_3d
+            return fuse(d2, d3, lam, self.pose_weights(rows, centroids["pose"]))
         if self.has_2d and lam > 0:
             p2 = self.points_2d if rows is None else self.points_2d[rows]
             if self.fusion == "metric":

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
 
-from ..fusion import FusedMetric
+from ..fusion import FusedMetric, pose_weights
 from . import kmeans
 from .knn import block_rows
 from .rows import FusedRows, nearest_centroids
@@ -107,12 +107,14 @@ def _points_nearest(metric: FusedMetric, lam: float, points: dict[str, np.ndarra
     m = points["2d"].shape[0]
     out = np.empty(m, dtype=np.int64)
     step = block_rows(centroids["2d"].shape[0])
+    weighted = metric.pose_weighted and lam < 1.0
     for start in range(0, m, step):
-        dist = 0.0
+        parts = []
         for name, scale, kind, weight in (("2d", metric.scale_2d, kinds[0], lam), ("3d", metric.scale_3d, kinds[1],
                                                                                      1.0 - lam)):
             a, c = points[name][start:start + step], centroids[name]
-            if a.shape[1] == 0 or weight == 0.0:
+            if a.shape[1] == 0 or (weight == 0.0 and not weighted):
+                parts.append(0.0)
                 continue
             if kind == "cosine":
                 d = np.clip(1.0 - a @ c.T, 0.0, 2.0)
@@ -121,8 +123,15 @@ def _points_nearest(metric: FusedMetric, lam: float, points: dict[str, np.ndarra
                                + np.einsum("ij,ij->i", c, c)[None, :], 0.0)
                 if kind == "euclidean":
                     d = np.sqrt(d)
-            dist = dist + (weight / scale) * d
-        out[start:start + step] = np.argmin(dist, axis=1)
+            parts.append(d / scale)
+        if weighted:
+            share = np.minimum((1.0 - lam) * pose_weights(points["pose"][start:start + step], centroids["pose"],
+                                                          metric.pose_weighting), 1.0)
+            dist = parts[0] + share * (np.asarray(parts[1]) - parts[0])
+        else:
+            dist = lam * parts[0] + (1.0 - lam) * parts[1]
+        rows = min(step, m - start)
+        out[start:start + step] = np.argmin(np.broadcast_to(dist, (rows, centroids["2d"].shape[0])), axis=1)
     return out
 
 
@@ -158,7 +167,7 @@ class GraphKMeans:
     def lloyd(self, seeds: np.ndarray) -> kmeans.KMeansResult:
         """Lloyd's iterations from ``seeds`` (faces), candidates restricted as the module docstring says."""
         k, m = seeds.shape[0], self.metric
-        centroids = {"2d": m.points_2d[self.rows[seeds]].copy(), "3d": m.points_3d[self.rows[seeds]].copy()}
+        centroids = m.face_points(self.rows[seeds])
         labels = self._initial(seeds, centroids)
         own = None
         inertia, n_iter = np.inf, 0
@@ -204,8 +213,8 @@ class GraphKMeans:
                 own[member] = self._pair_distances(member, labels[member], centroids)
             own = np.where(labels >= 0, own, -np.inf)
             far = np.resize(np.argsort(-own, kind="stable")[:empty.size], empty.size)
-            centroids["2d"][empty] = self.metric.points_2d[self.rows[far]]
-            centroids["3d"][empty] = self.metric.points_3d[self.rows[far]]
+            for name, points in self.metric.face_points(self.rows[far]).items():
+                centroids[name][empty] = points
             labels[far] = empty
         return centroids
 
@@ -241,9 +250,15 @@ class GraphKMeans:
         m, lam = self.metric, self.lam
         out = np.zeros(face.shape[0])
         kinds = m.kinds
-        for points, cents, scale, kind, weight in ((m.points_2d, centroids["2d"], m.scale_2d, kinds[0], lam),
-                                                   (m.points_3d, centroids["3d"], m.scale_3d, kinds[1], 1.0 - lam)):
-            if points.shape[1] == 0 or weight == 0.0:
+        share = None
+        if m.pose_weighted and lam < 1.0:  # the 3D term's per-pair share replaces 1 − λ (fusion's docstring)
+            share = np.minimum((1.0 - lam) * pose_weights(m.points_pose[self.rows[face]],
+                                                          centroids["pose"][cluster], m.pose_weighting,
+                                                          paired=True), 1.0)
+        for is_3d, points, cents, scale, kind, weight in (
+                (False, m.points_2d, centroids["2d"], m.scale_2d, kinds[0], lam),
+                (True, m.points_3d, centroids["3d"], m.scale_3d, kinds[1], 1.0 - lam)):
+            if points.shape[1] == 0 or (weight == 0.0 and share is None):
                 continue
             step = block_rows(points.shape[1])
             for start in range(0, face.shape[0], step):
@@ -256,7 +271,10 @@ class GraphKMeans:
                     d = np.einsum("ij,ij->i", diff, diff)
                     if kind == "euclidean":
                         d = np.sqrt(d)
-                out[start:start + step] += (weight / scale) * d
+                factor = weight
+                if share is not None:
+                    factor = share[start:start + step] if is_3d else 1.0 - share[start:start + step]
+                out[start:start + step] += (factor / scale) * d
         return out
 
     def _constrain(self, labels: np.ndarray, centroids: dict[str, np.ndarray],

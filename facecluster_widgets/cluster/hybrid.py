@@ -33,7 +33,16 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..errors import FeatureInputError, MetricInputError
 from ..features import Features
-from ..fusion import BLOCK_2D, FUSIONS, FusedMetric, as_blocks, split_names, valid_rows
+from ..fusion import (
+    BLOCK_2D,
+    FUSIONS,
+    POSE_WEIGHTINGS,
+    FusedMetric,
+    as_blocks,
+    split_names,
+    table_pose_points,
+    valid_rows,
+)
 from ..metrics import silhouette
 from . import graph, knn
 from .communities import COMMUNITY_NEIGHBORS, community_labels
@@ -64,8 +73,10 @@ AUTO_K_WARM_SPAN = 2
 SINGLE_CLUSTER_SILHOUETTE = 0.25
 #: The dense path keeps three n×n float32 matrices and builds each from a float64 one: 15,000 faces need ~4.5 GB.
 MAX_DENSE_FACES = 15_000
-#: Parameters whose change invalidates the cached per-block matrices.
-_CACHE_PARAMS = ("fusion", "block_2d", "blocks_3d", "algorithm")
+#: How the 3D term's weight follows each pair of faces (fusion's docstring): "off" = λ for every pair.
+DEFAULT_POSE_WEIGHTING = "off"
+#: Parameters whose change invalidates the cached per-block matrices (and the kNN graph's per-edge weights).
+_CACHE_PARAMS = ("fusion", "block_2d", "blocks_3d", "algorithm", "pose_weighting")
 
 
 class HybridClustering(ClusterMixin, BaseEstimator):
@@ -90,6 +101,11 @@ class HybridClustering(ClusterMixin, BaseEstimator):
         silhouette clusters, while a large compact group Louvain may cut in two is rejoined by the sweep below
         the cap. The defaults grid compared both; with SFace on YuNet-aligned faces the sweep alone won (README).
     fusion : "metric" (the method) or "concat" (weighted concatenation of standardised blocks, squared Euclidean).
+    pose_weighting : "off" (every pair gets λ), "same_view" (the 3D term's share of a pair shrinks with both faces'
+        fit confidence and with their yaw gap) or "cross_view" (grows with the yaw gap); the rule is in
+        :mod:`facecluster_widgets.fusion`. λ stays the base weight (λ = 1 is 2D only whatever this says). Needs
+        ``pose`` in :meth:`fit` (the faces table's ``yaw`` and ``landmark_quality``); without it the weighting is
+        off and ``fusion_reason_`` says so.
     noise : "keep" (noise faces stay −1) or "assign" (they join their nearest centroid after stage 2).
     cannot_link : with ``groups`` given to :meth:`fit`, faces of one photo never share a cluster.
     n_init, max_iter, tol, random_state : stage-2 restarts and stopping rule (see the module docstring).
@@ -108,9 +124,11 @@ class HybridClustering(ClusterMixin, BaseEstimator):
     labels_ : (n,) cluster per face, −1 for noise ("keep"), invalid faces and cannot-link surplus.
     noise_mask_, invalid_mask_ : (n,) DBSCAN noise; faces with incomplete features.
     dbscan_labels_ : (n,) stage-1 labels (−1 for invalid faces too).
-    centroids_ : ``{"2d": (k, d2), "3d": (k, d3)}`` in the fused spaces: unit 2D vectors and whitened 3D rows
+    centroids_ : ``{"2d": (k, d2), "3d": (k, d3)}`` (plus ``"pose": (k, 3)``, the members' mean pose vector, when
+        the pose weighting ran) in the fused spaces: unit 2D vectors and whitened 3D rows
         ("metric"), standardised blocks ("concat") — the spaces of ``distance_.points_2d`` / ``points_3d``.
     n_clusters_, n_clusters_reason_ : the k used and one sentence saying why; ``auto_k_scores_`` k → silhouette.
+    pose_weighting_, fusion_reason_ : the pose weighting that ran, and one sentence on the 3D term's weight.
     inertia_, n_iter_ : sum of D from partitioned faces to their centroids; Lloyd iterations of the kept run.
     cannot_link_unassigned_ : faces left −1 because their photo has more faces than there are clusters.
     distance_ : the fitted :class:`~facecluster_widgets.fusion.FusedMetric` (the per-block cache) over the
@@ -141,6 +159,7 @@ class HybridClustering(ClusterMixin, BaseEstimator):
         "algorithm": [StrOptions({"auto", *graph.ALGORITHMS})],
         "warm_start": ["boolean"],
         "auto_k": [StrOptions({"silhouette", "communities"})],
+        "pose_weighting": [StrOptions(set(POSE_WEIGHTINGS))],
     }
 
     def __init__(self, eps: float = DEFAULT_EPS, min_samples: int = DEFAULT_MIN_SAMPLES, lam: float = DEFAULT_LAM,
@@ -148,7 +167,7 @@ class HybridClustering(ClusterMixin, BaseEstimator):
                  cannot_link: bool = True, n_init: int = DEFAULT_N_INIT, max_iter: int = 100, tol: float = 1e-6,
                  random_state: int | np.random.RandomState | None = 0, block_2d: str = BLOCK_2D,
                  blocks_3d: Sequence[str] | None = None, algorithm: str = "auto", warm_start: bool = False,
-                 auto_k: str = "silhouette") -> None:
+                 auto_k: str = "silhouette", pose_weighting: str = DEFAULT_POSE_WEIGHTING) -> None:
         self.eps = eps
         self.min_samples = min_samples
         self.lam = lam
@@ -165,10 +184,14 @@ class HybridClustering(ClusterMixin, BaseEstimator):
         self.algorithm = algorithm
         self.warm_start = warm_start
         self.auto_k = auto_k
+        self.pose_weighting = pose_weighting
 
     def fit(self, X: Features | Mapping[str, np.ndarray], y: None = None,
-            groups: Sequence | np.ndarray | None = None) -> HybridClustering:
-        """Cluster the faces of ``X``; ``groups`` is a photo id per face (for cannot-link). Returns self."""
+            groups: Sequence | np.ndarray | None = None,
+            pose: pd.DataFrame | Mapping | None = None) -> HybridClustering:
+        """Cluster the faces of ``X``; ``groups`` is a photo id per face (for cannot-link); ``pose`` the faces'
+        ``yaw`` (degrees) and ``landmark_quality`` (a table or mapping with those columns, one row per face; NaN
+        where unknown) for ``pose_weighting``. Returns self."""
         self._validate_params()
         start = time.perf_counter()
         blocks = as_blocks(X)
@@ -185,6 +208,7 @@ class HybridClustering(ClusterMixin, BaseEstimator):
                                         "e.g. io.table.photo_groups(store.table) (one code per photo file)")
             if groups_arr.dtype == object:  # mixed id types (numbers and text) cannot be sorted: compare as text
                 groups_arr = groups_arr.astype(str)
+        pose_arr, pose_note = self._pose_vectors(pose, n)
         used = ([name_2d] if name_2d else []) + list(names_3d)
         valid = valid_rows(blocks, used)
         if name_2d:
@@ -201,7 +225,12 @@ class HybridClustering(ClusterMixin, BaseEstimator):
                         "label -1", n - n_valid, n)
         self._check_sizes(n_valid)
         metric = FusedMetric.fit({name: block[valid] for name, block in blocks.items() if name in used},
-                                 fusion=self.fusion, block_2d=self.block_2d, blocks_3d=names_3d)
+                                 fusion=self.fusion, block_2d=self.block_2d, blocks_3d=names_3d,
+                                 pose=None if pose_arr is None else pose_arr[valid],
+                                 pose_weighting="off" if pose_arr is None else self.pose_weighting)
+        self.pose_weighting_ = metric.pose_weighting
+        self._pose_note = pose_note
+        self._pose = pose
         self.algorithm_ = algorithm
         self.n_features_in_ = sum(blocks[name].shape[1] for name in used)
         self.graph_ = None
@@ -235,15 +264,39 @@ class HybridClustering(ClusterMixin, BaseEstimator):
         self._validate_params()
         if self._cache_params() != self._cache_key:
             log.info("refit: %s changed, rebuilding the per-block matrices", "/".join(_CACHE_PARAMS))
-            return self.fit(self._blocks, groups=self._groups)
+            return self.fit(self._blocks, groups=self._groups, pose=self._pose)
         self._check_sizes(self.valid_index_.shape[0])
         return self._cluster(prepare=time.perf_counter() - start, reused=True)
+
+    def _pose_vectors(self, pose: pd.DataFrame | Mapping | None, n: int) -> tuple[np.ndarray | None, str]:
+        """The faces' pose vectors (:func:`~facecluster_widgets.fusion.pose_points`) when the weighting is on and
+        ``pose`` has its columns, else None and why the weighting is off."""
+        if self.pose_weighting == "off":
+            return None, ""
+        points, why = table_pose_points(pose, n)
+        return points, f"pose_weighting={self.pose_weighting!r} is off: {why}" if why else ""
+
+    def _fusion_reason(self, lam: float) -> str:
+        """One sentence on the 3D term's weight in this clustering (``fusion_reason_``)."""
+        metric: FusedMetric = self.distance_
+        note = f" ({self._pose_note})" if self._pose_note else ""
+        if lam == 1.0 or not metric.has_3d:
+            return f"λ = {lam:g}: the 3D term has no weight, faces are compared by the 2D term only{note}."
+        if not metric.pose_weighted:
+            return f"λ = {lam:g}: every pair gives the 3D term a share of {1 - lam:.2f}{note}."
+        sample = np.arange(min(metric.n_faces, 1000))
+        share = np.minimum((1.0 - lam) * metric.pose_weights(sample), 1.0)[np.triu_indices(sample.size, k=1)]
+        trusted = int(np.count_nonzero(metric.points_pose[:, 0] > 0))
+        return (f"λ = {lam:g} with pose weighting {metric.pose_weighting!r}: a pair's 3D share is (1 − λ)·w, w from "
+                f"both faces' fit confidence and their yaw gap; median share {np.median(share):.3f} (max "
+                f"{share.max(initial=0.0):.3f}) over pairs of the first {sample.size} faces; {trusted} of "
+                f"{metric.n_faces} faces have a yaw estimate and a fit confidence above 0.")
 
     def _cache_params(self) -> tuple:
         blocks_3d = None if self.blocks_3d is None else tuple(self.blocks_3d)
         fitted = getattr(self, "valid_index_", None)  # "auto" resolved, so auto -> the same path keeps the cache
         algorithm = self.algorithm if fitted is None else graph.choose_algorithm(self.algorithm, fitted.shape[0])
-        return self.fusion, self.block_2d, blocks_3d, algorithm
+        return self.fusion, self.block_2d, blocks_3d, algorithm, self.pose_weighting
 
     def _check_sizes(self, n_valid: int) -> None:
         if n_valid < self.min_samples:
@@ -259,6 +312,7 @@ class HybridClustering(ClusterMixin, BaseEstimator):
         tick = time.perf_counter()
         fused = metric.pairwise(lam) if self.graph_ is None else self.graph_.fused(lam)
         timings["fuse"] = time.perf_counter() - tick
+        self.fusion_reason_ = self._fusion_reason(lam)
 
         tick = time.perf_counter()
         db = DBSCAN(eps=self.eps, min_samples=self.min_samples, metric="precomputed").fit(fused).labels_
@@ -285,8 +339,7 @@ class HybridClustering(ClusterMixin, BaseEstimator):
             warnings.warn(f"DBSCAN marked every face as noise (eps={self.eps}, min_samples={self.min_samples}); "
                           "every label is -1: raise eps or lower min_samples", stacklevel=3)
             self.n_clusters_, self.inertia_, self.n_iter_ = 0, 0.0, 0
-            self.centroids_ = {"2d": np.zeros((0, metric.points_2d.shape[1])),
-                               "3d": np.zeros((0, metric.points_3d.shape[1]))}
+            self.centroids_ = metric.face_points(np.zeros(0, dtype=np.int64))
             self.n_clusters_reason_ = (f"DBSCAN (eps={self.eps}, min_samples={self.min_samples}) marked every "
                                        "face as noise, so no cluster was formed.")
             timings["kmeans"] = timings["assign"] = 0.0

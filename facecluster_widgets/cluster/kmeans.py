@@ -110,7 +110,7 @@ def fused_kmeans(metric: FusedMetric, lam: float, rows: np.ndarray, D: np.ndarra
 def _lloyd(metric: FusedMetric, lam: float, rows: np.ndarray, seeds: np.ndarray, groups: Sequence[np.ndarray],
            max_iter: int, tol: float) -> KMeansResult:
     k = seeds.shape[0]
-    centroids = {"2d": metric.points_2d[rows[seeds]].copy(), "3d": metric.points_3d[rows[seeds]].copy()}
+    centroids = metric.face_points(rows[seeds])
     labels = None
     inertia = np.inf
     n_iter = 0
@@ -140,6 +140,6 @@ def _update(metric: FusedMetric, rows: np.ndarray, labels: np.ndarray, k: int,
         own = np.where(labels >= 0, dist[np.arange(labels.shape[0]), np.maximum(labels, 0)], -np.inf)
         far = np.argsort(-own, kind="stable")[:empty.size]
         far = np.resize(far, empty.size)
-        centroids["2d"][empty] = metric.points_2d[rows[far]]
-        centroids["3d"][empty] = metric.points_3d[rows[far]]
+        for name, points in metric.face_points(rows[far]).items():
+            centroids[name][empty] = points
     return centroids

@@ -19,7 +19,7 @@ from scipy.sparse import csr_matrix
 from sklearn.neighbors import NearestNeighbors
 from sklearn.utils import check_random_state
 
-from ..fusion import FusedMetric
+from ..fusion import FusedMetric, fuse, pose_weights
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,8 @@ def _edge_distances(points: np.ndarray, rows: np.ndarray, cols: np.ndarray, kind
 @dataclass(frozen=True, eq=False)
 class FusedGraph:
     """Symmetric kNN edges of the faces (both modalities' lists, diagonal included) and, per edge, the two
-    normalised block distances; :meth:`fused` weights them for a λ. Built once per fit, reused by every refit."""
+    normalised block distances (and, with pose weighting, the pair's weight ``w``: :mod:`~facecluster_widgets.fusion`);
+    :meth:`fused` weights them for a λ. Built once per fit, reused by every refit."""
 
     n_faces: int
     indptr: np.ndarray
@@ -125,6 +126,7 @@ class FusedGraph:
     d2: np.ndarray
     d3: np.ndarray
     n_neighbors: int
+    w: np.ndarray | None = None
 
     @classmethod
     def build(cls, metric: FusedMetric, n_neighbors: int = N_NEIGHBORS,
@@ -152,9 +154,13 @@ class FusedGraph:
                 d[edge_rows == pattern.indices] = 0.0
                 d /= np.float32(scale)
                 blocks.append(d)
+        w = None
+        if metric.pose_weighted:
+            w = pose_weights(metric.points_pose[edge_rows], metric.points_pose[pattern.indices],
+                             metric.pose_weighting, paired=True)
         log.debug("fused kNN graph: %d faces, %d stored entries", n, pattern.indices.shape[0])
         return cls(n_faces=n, indptr=pattern.indptr, indices=pattern.indices, d2=blocks[0], d3=blocks[1],
-                   n_neighbors=n_neighbors)
+                   n_neighbors=n_neighbors, w=w)
 
     @property
     def n_edges(self) -> int:
@@ -162,13 +168,7 @@ class FusedGraph:
 
     def fused(self, lam: float) -> csr_matrix:
         """The fused distances on the graph's edges for weight ``lam`` (float32 CSR, explicit zeros kept)."""
-        if lam == 1.0:
-            data = self.d2.copy()
-        elif lam == 0.0:
-            data = self.d3.copy()
-        else:
-            data = self.d2 * np.float32(lam)
-            data += np.float32(1.0 - lam) * self.d3
+        data = fuse(self.d2, self.d3, lam, self.w)
         return csr_matrix((data, self.indices.copy(), self.indptr.copy()), shape=(self.n_faces, self.n_faces))
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 
 from ..errors import MetricInputError
-from ..fusion import FusedMetric
+from ..fusion import FusedMetric, fuse, pose_weights
 from ..metrics import silhouette_from_sums
 from .knn import block_rows
 
@@ -33,10 +33,13 @@ class FusedRows:
         self.metric, self.lam, self.rows = metric, float(lam), np.asarray(rows)
         self.shape = (self.rows.shape[0], self.rows.shape[0])
         kinds = metric.kinds
-        self._terms = []  # (points among rows, their squared norms, kind, weight / scale)
+        self._terms = []  # (points among rows, their squared norms, kind, scale, weight)
+        self._pose = None  # the rows' pose vectors when the 3D term's share varies per pair
+        if metric.pose_weighted and self.lam < 1.0:
+            self._pose = np.ascontiguousarray(metric.points_pose[self.rows])
         for points, scale, kind, weight in ((metric.points_2d, metric.scale_2d, kinds[0], self.lam),
                                             (metric.points_3d, metric.scale_3d, kinds[1], 1.0 - self.lam)):
-            if points.shape[1] == 0 or weight == 0.0:
+            if points.shape[1] == 0 or (weight == 0.0 and self._pose is None):
                 continue
             own = np.ascontiguousarray(points[self.rows])
             self._terms.append((own, np.einsum("ij,ij->i", own, own), kind, np.float32(scale), np.float32(weight)))
@@ -52,26 +55,37 @@ class FusedRows:
 
     def _block(self, picked: np.ndarray) -> np.ndarray:
         out = np.zeros((picked.shape[0], self.shape[1]), dtype=np.float32)
+        if self._pose is not None:  # the terms are the 2D and the 3D one, in that order (pose_weighted: both)
+            parts = [self._part(picked, *term[:4]) for term in self._terms]
+            d2 = parts[0] if len(parts) == 2 else out
+            return fuse(d2, parts[-1], self.lam,
+                        pose_weights(self._pose[picked], self._pose, self.metric.pose_weighting))
         whole = self.lam in (0.0, 1.0)  # the dense path copies the one block then: no multiplication by 1
         for points, sq, kind, scale, weight in self._terms:
-            d = points[picked] @ points.T
-            if kind == "cosine":
-                np.subtract(np.float32(1.0), d, out=d)
-                np.clip(d, 0.0, 2.0, out=d)
-            else:
-                d *= np.float32(-2.0)
-                d += sq[picked][:, None]
-                d += sq[None, :]
-                np.maximum(d, 0.0, out=d)
-                if kind == "euclidean":
-                    np.sqrt(d, out=d)
-            d[np.arange(picked.shape[0]), picked] = 0.0
-            d /= scale
+            d = self._part(picked, points, sq, kind, scale)
             if whole:
                 out += d
             else:
                 out += weight * d
         return out
+
+    @staticmethod
+    def _part(picked: np.ndarray, points: np.ndarray, sq: np.ndarray, kind: str, scale: np.float32) -> np.ndarray:
+        """One term's normalised distances from the rows ``picked`` to every row."""
+        d = points[picked] @ points.T
+        if kind == "cosine":
+            np.subtract(np.float32(1.0), d, out=d)
+            np.clip(d, 0.0, 2.0, out=d)
+        else:
+            d *= np.float32(-2.0)
+            d += sq[picked][:, None]
+            d += sq[None, :]
+            np.maximum(d, 0.0, out=d)
+            if kind == "euclidean":
+                np.sqrt(d, out=d)
+        d[np.arange(picked.shape[0]), picked] = 0.0
+        d /= scale
+        return d
 
 
 class SampledSilhouette:

@@ -24,11 +24,11 @@ import pandas as pd
 
 from ..cluster import BASELINES, HybridClustering, run_baseline
 from ..cluster.baselines import DEFAULT_EMBEDDER
-from ..cluster.hybrid import DEFAULT_LAM
+from ..cluster.hybrid import DEFAULT_LAM, DEFAULT_POSE_WEIGHTING
 from ..cluster.kmeans import fused_kmeans
 from ..errors import FaceclusterError
 from ..features import Features
-from ..fusion import BLOCK_2D, FusedMetric, as_blocks, valid_rows
+from ..fusion import BLOCK_2D, FusedMetric, as_blocks, table_pose_points, valid_rows
 from ..io.table import photo_groups
 from ..metrics import scores, silhouette_or_nan
 from ..store import Store
@@ -103,14 +103,15 @@ class Evaluation:
 
 def evaluate_features(features: Features | Mapping[str, np.ndarray], labels: Sequence, *, name: str = "dataset",
                       groups: Sequence | None = None, conditions: Sequence | None = None,
-                      yaw: Sequence[float] | None = None,
+                      yaw: Sequence[float] | None = None, pose: pd.DataFrame | None = None,
                       methods: Sequence[str] | str = "all", embedder: str = DEFAULT_EMBEDDER,
                       lam_grid: Sequence[float] = LAM_GRID,
                       random_state: int = 0) -> Evaluation:
     """Run ``methods`` on the faces and score them against ``labels`` (rows with a missing label are dropped).
 
     ``groups`` (photo ids) feed the full method's cannot-link constraint; ``conditions`` (e.g. "profile" /
-    "frontal", or a stress variant) add per-subset scores; ``yaw`` (degrees, NaN where unknown) the per-yaw table.
+    "frontal", or a stress variant) add per-subset scores; ``yaw`` (degrees, NaN where unknown) the per-yaw table;
+    ``pose`` (the faces' ``yaw`` and ``landmark_quality`` columns) the full method's pose weighting.
     """
     blocks = as_blocks(features)
     labels = pd.Series(list(labels), dtype="string")
@@ -121,6 +122,7 @@ def evaluate_features(features: Features | Mapping[str, np.ndarray], labels: Seq
     codes, _ = pd.factorize(labels[keep])
     group_codes = pd.factorize(pd.Series(list(groups))[keep])[0] if groups is not None else None
     cond = pd.Series(list(conditions))[keep].reset_index(drop=True) if conditions is not None else None
+    pose = pose.loc[keep].reset_index(drop=True) if pose is not None else None
     names_3d = [k for k in blocks if k != BLOCK_2D]
     wanted = list(METHODS) if methods == "all" else list(methods)
     unknown = [m for m in wanted if m != "full" and m not in BASELINES]
@@ -134,7 +136,10 @@ def evaluate_features(features: Features | Mapping[str, np.ndarray], labels: Seq
         if dropped:
             notes.append(f"no 3D blocks in the features: skipped {', '.join(dropped)}")
     ok = valid_rows(blocks, list(blocks))
-    metric = FusedMetric.fit({k: v[ok] for k, v in blocks.items()})
+    pose_vectors = table_pose_points(pose, int(keep.sum()))[0] if DEFAULT_POSE_WEIGHTING != "off" else None
+    metric = FusedMetric.fit({k: v[ok] for k, v in blocks.items()},  # the full method's distance, for silhouettes
+                             pose=None if pose_vectors is None else pose_vectors[ok],
+                             pose_weighting="off" if pose_vectors is None else DEFAULT_POSE_WEIGHTING)
     D = metric.pairwise(DEFAULT_LAM)
     preds: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
@@ -142,7 +147,7 @@ def evaluate_features(features: Features | Mapping[str, np.ndarray], labels: Seq
     k_auto = None
     if "full" in wanted or any(BASELINES[m].needs == "n_clusters" for m in wanted if m != "full"):
         t0 = time.perf_counter()
-        model = HybridClustering(random_state=random_state).fit(blocks, groups=group_codes)
+        model = HybridClustering(random_state=random_state).fit(blocks, groups=group_codes, pose=pose)
         seconds["full"] = time.perf_counter() - t0
         preds["full"] = model.labels_
         k_auto = max(int(model.n_clusters_), 1)
@@ -196,6 +201,7 @@ def evaluate(store: Store, *, methods: Sequence[str] | str = "all", subset_by: s
     return evaluate_features(store.features.subset(ok), faces["label"], name=name or run.get("source", "dataset"),
                              groups=photo_groups(faces), conditions=conditions, methods=methods,
                              yaw=faces["yaw"] if "yaw" in faces else None,
+                             pose=faces if {"yaw", "landmark_quality"} <= set(faces.columns) else None,
                              embedder=run.get("config", {}).get("embedder", DEFAULT_EMBEDDER),
                              random_state=random_state)
 

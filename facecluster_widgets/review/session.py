@@ -116,7 +116,7 @@ class ClusterSession:
                 warnings.simplefilter("always")
                 if self.model is None:
                     model = HybridClustering(random_state=self.random_state, warm_start=True, **new)
-                    model.fit(self.faces.features, groups=self.faces.groups)
+                    model.fit(self.faces.features, groups=self.faces.groups, pose=self.faces.table)
                     self.model = model
                 else:
                     before = {k: self.model.get_params()[k] for k in new}
