@@ -73,7 +73,9 @@ AUTO_K_WARM_SPAN = 2
 SINGLE_CLUSTER_SILHOUETTE = 0.25
 #: The dense path keeps three n×n float32 matrices and builds each from a float64 one: 15,000 faces need ~4.5 GB.
 MAX_DENSE_FACES = 15_000
-#: How the 3D term's weight follows each pair of faces (fusion's docstring): "off" = λ for every pair.
+#: How the 3D term's weight follows each pair of faces (fusion's docstring): "off" = λ for every pair. Chosen by the
+#: same maximin rule with pose_weighting as one more grid axis (off / same_view / cross_view): it makes λ < 1 much
+#: less harmful on cfp100 but no pose-weighted cell beat λ = 1's worst set (benchmarks/README.md, "What we tried").
 DEFAULT_POSE_WEIGHTING = "off"
 #: Parameters whose change invalidates the cached per-block matrices (and the kNN graph's per-edge weights).
 _CACHE_PARAMS = ("fusion", "block_2d", "blocks_3d", "algorithm", "pose_weighting")
