@@ -1,6 +1,7 @@
 """Slider release → updated colours of the explorer, measured IN THE BROWSER on a real store.
 
-    .venv/bin/python benchmarks/explorer_latency.py --store STORE [--moves 7] [--param eps]
+    .venv/bin/python benchmarks/explorer_latency.py --store STORE [--moves 7] [--param eps] \
+        [--pose-weighting same_view --lam 0.9] [--screenshot FILE.png]
 
 JupyterLab on 127.0.0.1 and Debian's Chromium (as tests/test_browser.py) open a notebook holding
 ``ClusterExplorer(STORE)`` (the defaults, k = "auto"); the ε (or λ) slider's handle is then dragged with the mouse
@@ -42,25 +43,26 @@ _ARM_BUSY = """() => {
 }"""
 
 
-def _notebook(store: Path, folder: Path) -> str:
+def _notebook(store: Path, folder: Path, params: dict) -> str:
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
+    extra = "".join(f", {key}={value!r}" for key, value in params.items())
     cell = new_code_cell(f"from facecluster_widgets.widgets import ClusterExplorer\n\n"
-                         f"explorer = ClusterExplorer({str(store)!r})\nexplorer")
+                         f"explorer = ClusterExplorer({str(store)!r}{extra})\nexplorer")
     kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
     (folder / "latency.ipynb").write_text(nbformat.writes(new_notebook(cells=[cell], metadata=kernel)))
     return "latency.ipynb"
 
 
-def measure(store: Path, moves: int, param: str) -> dict:
+def measure(store: Path, moves: int, param: str, params: dict | None = None, screenshot: Path | None = None) -> dict:
     import test_browser as tb
     from playwright.sync_api import sync_playwright
 
     fractions = [0.30, 0.42] if param == "eps" else [0.75, 0.95]  # ε ~0.48 / ~0.66; λ 0.75 / 0.95
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        name = _notebook(store, folder)
+        name = _notebook(store, folder, params or {})
         lab_gen = tb.lab.__wrapped__(_Factory(folder))
         lab = next(lab_gen)
         errors: list[str] = []
@@ -96,6 +98,8 @@ def measure(store: Path, moves: int, param: str) -> dict:
                     print(f"move {i + 1}: {param} {value}: kernel echo {busy} ms, colours {coloured} ms, "
                           f"settled {settled:.0f} ms", flush=True)
                     page.wait_for_timeout(500)
+                if screenshot is not None:
+                    page.screenshot(path=str(screenshot), full_page=True)
                 browser.close()
         finally:
             next(lab_gen, None)
@@ -121,8 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", type=Path, required=True)
     parser.add_argument("--moves", type=int, default=7)
     parser.add_argument("--param", choices=("eps", "lam"), default="eps")
+    parser.add_argument("--pose-weighting", help="ClusterExplorer(pose_weighting=...); default: the estimator's")
+    parser.add_argument("--lam", type=float, help="the explorer's starting λ; default: the estimator's")
+    parser.add_argument("--screenshot", type=Path, help="a PNG of the page after the last move")
     args = parser.parse_args(argv)
-    result = measure(args.store, args.moves, args.param)
+    params = {key: value for key, value in (("pose_weighting", args.pose_weighting), ("lam", args.lam))
+              if value is not None}
+    result = measure(args.store, args.moves, args.param, params, args.screenshot)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "explorer_latency.json").write_text(json.dumps(result, indent=1))
     print(f"\n| store | faces | slider | release → colours (median of {len(result['moves'])}) | release → up to date |"

@@ -15,6 +15,8 @@ from facecluster_widgets.cluster.graph_kmeans import GraphKMeans
 from facecluster_widgets.errors import FeatureInputError
 from facecluster_widgets.fusion import FusedMetric, pose_points, pose_weights
 from facecluster_widgets.metrics import ari
+from facecluster_widgets.review.collection import FaceCollection
+from facecluster_widgets.review.session import ClusterSession
 
 
 def make_faces(seed: int = 0):
@@ -114,3 +116,23 @@ def test_missing_pose_turns_the_weighting_off_and_says_so():
     with pytest.raises(FeatureInputError, match="fusion='metric'"):
         FusedMetric.fit(X, fusion="concat", pose=pose_points(pose["yaw"], pose["landmark_quality"]),
                         pose_weighting="same_view")
+
+
+def test_session_keeps_pose_weighting_while_lambda_moves():
+    """The explorer's λ slider moves the base λ of a pose-weighted clustering (the session is what it calls)."""
+    X, y, pose = make_faces(5)
+    faces = FaceCollection.from_features(X, labels=[str(v) for v in y])
+    faces.table["yaw"], faces.table["landmark_quality"] = pose["yaw"], pose["landmark_quality"]
+    session = ClusterSession(faces, persist=False, lam=0.8, pose_weighting="same_view")
+    assert session.model is None and session.view.params["pose_weighting"] == "same_view"
+    assert session.model.pose_weighting_ == "same_view"
+    session.update(lam=0.6)
+    assert session.model.reused_cache_ and session.model.pose_weighting_ == "same_view"
+    assert "λ = 0.6 with pose weighting 'same_view'" in session.model.fusion_reason_
+    assert session.preview(lam=0.5) is not None and session.preview(pose_weighting="off") is None
+    weighted_map = session.projection("pca")
+    session.update(fusion="concat")  # no per-pair weight in a concatenation: off, and said why
+    assert session.model.pose_weighting_ == "off" and "fusion='metric'" in session.model.fusion_reason_
+    assert session._fusion_key() == "concat" and weighted_map.shape == (len(faces), 2)
+    session.update(fusion="metric", lam=0.7)
+    assert "λ = 0.7 with pose weighting" in session.view.reason and session.view.reason.startswith("DBSCAN")

@@ -275,6 +275,8 @@ class HybridClustering(ClusterMixin, BaseEstimator):
         ``pose`` has its columns, else None and why the weighting is off."""
         if self.pose_weighting == "off":
             return None, ""
+        if self.fusion != "metric":  # e.g. the explorer's fusion menu set to "concat": no per-pair weight there
+            return None, f"pose_weighting={self.pose_weighting!r} is off: it needs fusion='metric'"
         points, why = table_pose_points(pose, n)
         return points, f"pose_weighting={self.pose_weighting!r} is off: {why}" if why else ""
 

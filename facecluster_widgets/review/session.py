@@ -34,7 +34,7 @@ import pandas as pd
 from sklearn.cluster import DBSCAN
 
 from ..cluster import HybridClustering, align_labels
-from ..cluster.hybrid import DEFAULT_EPS, DEFAULT_LAM, DEFAULT_MIN_SAMPLES
+from ..cluster.hybrid import DEFAULT_EPS, DEFAULT_LAM, DEFAULT_MIN_SAMPLES, DEFAULT_POSE_WEIGHTING
 from ..errors import StoreError
 from ..store import Store
 from .browse import centroid_distances, gallery, possible_matches, refused_rows, similar_pairs, unknown_pool
@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 
 #: What the explorer's controls change, with the estimator's defaults (one place: cluster/hybrid.py).
 DEFAULT_PARAMS: dict[str, object] = {"eps": DEFAULT_EPS, "min_samples": DEFAULT_MIN_SAMPLES, "lam": DEFAULT_LAM,
-                                     "n_clusters": "auto", "fusion": "metric"}
+                                     "n_clusters": "auto", "fusion": "metric",
+                                     "pose_weighting": DEFAULT_POSE_WEIGHTING}
 
 __all__ = ["DEFAULT_PARAMS", "EXTERNAL_SCORES", "NOISE_NAME", "ClusterPair", "ClusterSession", "ClusterView",
            "GalleryRow"]
@@ -140,9 +141,15 @@ class ClusterSession:
         if self.persist_error:
             notes = (*notes, f"corrections not saved: {self.persist_error}")
         self._view = ClusterView(number=number, params=dict(self.params), raw_labels=self._raw,
-                                 labels=applied.labels, names=applied.names, reason=self.model.n_clusters_reason_,
+                                 labels=applied.labels, names=applied.names, reason=self._reason(),
                                  timings=timings, unplaced=applied.unplaced, warnings=notes)
         return self._view
+
+    def _reason(self) -> str:
+        """Why k is what it is; with pose weighting on, also what the 3D term weighed (the λ slider moves it)."""
+        if getattr(self.model, "pose_weighting_", "off") == "off":
+            return self.model.n_clusters_reason_
+        return f"{self.model.n_clusters_reason_} {self.model.fusion_reason_}"
 
     def preview(self, **params: object) -> ClusterView | None:
         """DBSCAN's result at once, while :meth:`update` chooses k again: the faces DBSCAN keeps at ``params`` go to
@@ -153,6 +160,7 @@ class ClusterSession:
             new = {**self.params, **params}
             model = self.model
             if (model is None or new["n_clusters"] != "auto" or new["fusion"] != self.params["fusion"]
+                    or new["pose_weighting"] != self.params["pose_weighting"]
                     or not getattr(model, "n_clusters_", 0)):
                 return None
             start = time.perf_counter()
@@ -245,7 +253,7 @@ class ClusterSession:
             method = method or default_method(len(self.faces))
             lam = float(self.params["lam"] if lam is None else lam)
             metric, valid = self.model.distance_, self.model.valid_index_
-            key = (method, round(lam, 6), self.params["fusion"], self.random_state, valid.size)
+            key = (method, round(lam, 6), self._fusion_key(), self.random_state, valid.size)
             stored = self._map_name(method, lam)
 
             def compute() -> np.ndarray:
@@ -272,7 +280,7 @@ class ClusterSession:
             self.view  # noqa: B018
             lam = float(self.params["lam"] if lam is None else lam)
             valid = self.model.valid_index_
-            if (method, round(lam, 6), self.params["fusion"], self.random_state, valid.size) in self._maps:
+            if (method, round(lam, 6), self._fusion_key(), self.random_state, valid.size) in self._maps:
                 return True
             if method == "pca" or self.faces.store is None:
                 return method == "pca"
@@ -288,9 +296,15 @@ class ClusterSession:
         except StoreError:
             return None
 
+    def _fusion_key(self) -> str:
+        """The fused distance's kind for the map caches: the fusion, plus the pose weighting when it ran (maps
+        kept under the plain fusion's name stay valid)."""
+        fusion, pose = str(self.params["fusion"]), str(getattr(self.model, "pose_weighting_", "off"))
+        return fusion if pose == "off" else f"{fusion}+{pose}"
+
     def _map_name(self, method: str, lam: float) -> str:
         return map_name(method, np.asarray(self.faces.face_ids, dtype=str)[self.model.valid_index_], lam,
-                        str(self.params["fusion"]), self.random_state)
+                        self._fusion_key(), self.random_state)
 
     def sweep(self, eps_values: Iterable[float], lam_values: Iterable[float],
               progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
