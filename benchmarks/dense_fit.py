@@ -17,7 +17,8 @@ cfp100.
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/dense_fit.py --stores /work/stores/pose/sface-yunet \\
         lfw10 orl yale cfp100 umist
 
-OPENBLAS_NUM_THREADS=1: the fit's small factorisations ran 10-50x slower with BLAS threads on a loaded machine.
+OPENBLAS_NUM_THREADS=1 is how the reported run was made; the fitters now limit BLAS to one thread themselves
+(``recon.morphable.single_threaded_blas``), so it no longer matters.
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def main() -> None:
                          DenseFitSettings(visibility_power=args.visibility_power))
     extractor = DescriptorExtractor(model, n_identity=settings.n_identity)
     rows = [row for name in args.datasets for row in evaluate(args.stores / name, fitter, extractor)]
-    print(pd.DataFrame(rows).to_markdown(index=False))
+    print(pd.DataFrame(rows).to_string(index=False))
 
 
 if __name__ == "__main__":

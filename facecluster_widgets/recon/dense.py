@@ -35,6 +35,7 @@ from .morphable import (
     MorphableModel,
     _pose,
     project,
+    single_threaded_blas,
     solve_shape,
 )
 
@@ -223,6 +224,10 @@ class DenseFitter:
 
     def fit(self, mesh_vertices: np.ndarray) -> MorphableFit:
         """Fit to ``mesh_vertices`` (468, 2 or 3) in image pixels, y down (only x and y are used)."""
+        with single_threaded_blas():
+            return self._fit(mesh_vertices)
+
+    def _fit(self, mesh_vertices: np.ndarray) -> MorphableFit:
         full = checked_mesh(mesh_vertices)[:, :2]
         points = full[self.correspondence.mesh]
         q = points * np.array([1.0, -1.0])
