@@ -10,9 +10,10 @@ it prints the ARI of 3D-only K-Means with the true number of people (n_init=10, 
 standardised shape block, split by pose: profile-profile, profile-frontal,
 frontal-frontal (cfp100: files named ``profile_*``; elsewhere |yaw| > 45 degrees by mediapipe's estimate).
 "mesh itself" is mediapipe's mesh without the model (Procrustes-aligned to its mean, 30 whitened PCA
-components): what identity the fit's input holds. The learnt identity projection is left out:
-it was trained on 68-point fits of cfp100's frontal photos, so it neither applies to dense fits nor is fair on
-cfp100.
+components): what identity the fit's input holds. Also the median |yaw| of the profiles by each fit's rotation
+(for "mesh itself", mediapipe's own estimate, the pipeline's ``yaw`` column). The learnt identity projection
+is left out: it was trained on 68-point fits of cfp100's frontal photos, so it neither applies to dense fits nor
+is fair on cfp100.
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/dense_fit.py --stores /work/stores/pose/sface-yunet \\
         lfw10 orl yale cfp100 umist
@@ -40,7 +41,7 @@ from facecluster_widgets.descriptors import BLOCKS, DescriptorExtractor
 from facecluster_widgets.errors import FaceclusterError
 from facecluster_widgets.recon.dense import DenseFitSettings, DenseFitter, load_correspondence
 from facecluster_widgets.recon.mesh import canonical_mesh, mean_reference
-from facecluster_widgets.recon.morphable import FitSettings, load_morphable_model
+from facecluster_widgets.recon.morphable import FitSettings, load_morphable_model, rotation_angles
 
 SEEDS = (0, 1, 2)
 PROFILE_YAW = 45.0
@@ -68,14 +69,18 @@ def pair_auc(X: np.ndarray, codes: np.ndarray, a: np.ndarray, b: np.ndarray) -> 
 
 
 def dense_blocks(fitter: DenseFitter, extractor: DescriptorExtractor, meshes: np.ndarray
-                 ) -> tuple[dict[str, np.ndarray], np.ndarray, float]:
-    """Dense fits of every mesh, their descriptor blocks (NaN rows where the fit was refused) and ms/fit."""
+                 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, float]:
+    """Dense fits of every mesh: descriptor blocks (NaN rows where the fit was refused), which were fitted,
+    each fit's yaw (degrees) and the ms per fit."""
     rows: dict[str, list] = {name: [] for name in BLOCKS}
     fitted = np.ones(len(meshes), bool)
+    yaw = np.full(len(meshes), np.nan)
     start = time.perf_counter()
     for i, mesh in enumerate(meshes):
         try:
-            described = extractor.compute(fitter.fit(mesh).alpha)
+            fit = fitter.fit(mesh)
+            yaw[i] = fit.angles_deg[0]
+            described = extractor.compute(fit.alpha)
         except FaceclusterError:
             fitted[i] = False
             described = None
@@ -84,7 +89,7 @@ def dense_blocks(fitter: DenseFitter, extractor: DescriptorExtractor, meshes: np
     ms = 1000 * (time.perf_counter() - start) / max(len(meshes), 1)
     widths = {name: next(len(v) for v in rows[name] if v is not None) for name in BLOCKS}
     return ({name: np.array([np.full(widths[name], np.nan) if v is None else v for v in rows[name]])
-             for name in BLOCKS}, fitted, ms)
+             for name in BLOCKS}, fitted, yaw, ms)
 
 
 def mesh_shape(meshes: np.ndarray, n_components: int = 30) -> np.ndarray:
@@ -103,7 +108,7 @@ def evaluate(store_dir: Path, fitter: DenseFitter, extractor: DescriptorExtracto
     keep = ((table["status"] == "ok") & table["label"].notna()).to_numpy()
     keep &= np.isfinite(meshes[:, :, :2]).all(axis=(1, 2))
     keep &= np.all([np.isfinite(b).all(axis=1) for b in stored.values()], axis=0)
-    dense, fitted, ms = dense_blocks(fitter, extractor, meshes[keep])
+    dense, fitted, dense_yaw, ms = dense_blocks(fitter, extractor, meshes[keep])
     faces = table.loc[keep].reset_index(drop=True)[fitted]
     codes = pd.factorize(faces["label"])[0]
     if faces["path"].str.contains(r"/profile_[^/]*$", regex=True).any():
@@ -113,13 +118,17 @@ def evaluate(store_dir: Path, fitter: DenseFitter, extractor: DescriptorExtracto
     fits = {"68-point": {n: b[keep][fitted] for n, b in stored.items()},
             "dense": {n: b[fitted] for n, b in dense.items()},
             "mesh itself": {"shape": mesh_shape(meshes[keep][fitted])}}
+    yaws = {"68-point": np.array([rotation_angles(r)[0] for r in store.read_array("fit_rotation")[keep][fitted]]),
+            "dense": dense_yaw[fitted], "mesh itself": faces["yaw"].to_numpy()}
     subsets = ({"frontal": ~profile, "profile": profile} if store_dir.name == "cfp100"
                else {"all": np.ones_like(profile)})
     pairs = {"p-p": (profile, profile), "p-f": (profile, ~profile), "f-f": (~profile, ~profile)}
     rows = []
     for fit, blocks in fits.items():
         row = {"dataset": store_dir.name, "fit": fit, "n": int(len(codes)), "n_profile": int(profile.sum()),
-               "ms/fit": round(ms, 1) if fit == "dense" else None}
+               "ms/fit": round(ms, 1) if fit == "dense" else None,
+               "median |yaw| of profiles": round(float(np.nanmedian(np.abs(yaws[fit][profile]))), 1)
+               if profile.any() else None}
         for subset, mask in subsets.items():
             part = {n: b[mask] for n, b in blocks.items()}
             row[f"ARI shape {subset}"] = round(kmeans_ari(standardised(part, ("shape",)), codes[mask]), 3)
