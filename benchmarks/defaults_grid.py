@@ -52,13 +52,14 @@ def load(store_dir: Path) -> tuple[dict, np.ndarray, np.ndarray, pd.DataFrame]:
     return {k: features[k] for k in features.names}, pd.factorize(faces["label"])[0], photo_groups(faces), faces
 
 
-def run_grid(data: dict[str, tuple], config: str = "") -> pd.DataFrame:
+def run_grid(data: dict[str, tuple], config: str = "", grid: dict | None = None) -> pd.DataFrame:
     """ARI of every cell on every dataset; per dataset, 3D-block choice and pose weighting one fit, then refits
     that reuse the per-block distances (the same clusterings a fresh fit gives, faster)."""
-    cells = list(itertools.product(*GRID.values()))
+    grid = GRID if grid is None else grid
+    cells = list(itertools.product(*grid.values()))
     scores_by_cell: dict[tuple, dict[str, float]] = {cell: {} for cell in cells}
     for name, (X, codes, groups, faces) in data.items():
-        for blocks, pose_weighting in itertools.product(GRID["blocks_3d"], GRID["pose_weighting"]):
+        for blocks, pose_weighting in itertools.product(grid["blocks_3d"], grid["pose_weighting"]):
             model = HybridClustering(blocks_3d=("identity",) if blocks == "identity" else None,
                                      pose_weighting=pose_weighting)
             with warnings.catch_warnings():
@@ -74,7 +75,7 @@ def run_grid(data: dict[str, tuple], config: str = "") -> pd.DataFrame:
                     labels = model.refit(eps=eps, lam=lam, min_samples=min_samples, auto_k=auto_k).labels_
                     scores_by_cell[cell][name] = score(codes, labels)["ari"]
             print(config, name, blocks, pose_weighting, "done", flush=True)
-    rows = [{"config": config, **dict(zip(GRID, cell, strict=True)), **scores_by_cell[cell]} for cell in cells]
+    rows = [{"config": config, **dict(zip(grid, cell, strict=True)), **scores_by_cell[cell]} for cell in cells]
     return pd.DataFrame(rows)
 
 
@@ -83,8 +84,11 @@ def main() -> None:
     parser.add_argument("datasets", nargs="+")
     parser.add_argument("--stores", type=Path, required=True)
     parser.add_argument("--configs", nargs="+", default=[""], help="sub-folders of --stores, one per configuration")
+    parser.add_argument("--blocks-3d", nargs="+", choices=("all", "identity"), default=list(GRID["blocks_3d"]),
+                        help="3D blocks axis: every 3D block, and/or the learnt identity projection alone")
     args = parser.parse_args()
-    grid = pd.concat([run_grid({name: load(args.stores / config / name) for name in args.datasets}, config)
+    axes = {**GRID, "blocks_3d": tuple(args.blocks_3d)}
+    grid = pd.concat([run_grid({name: load(args.stores / config / name) for name in args.datasets}, config, axes)
                       for config in args.configs], ignore_index=True)
     if args.configs == [""]:
         grid = grid.drop(columns="config")
