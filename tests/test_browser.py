@@ -586,3 +586,66 @@ def test_clicking_a_sweep_cell_moves_the_linked_explorer(page, lab, console_erro
     _shoot(page, sweep, ARTIFACTS / "sweep-clicked.png")
     _shot(page, explorer, "sweep-explorer-moved")
     assert not console_errors, "\n".join(console_errors)
+
+
+RELOAD_STORE = ".facecluster-cache/quickstart"  # made by the quickstart notebook
+_MAP_COLOURS_ALL = """() => Array.from(document.querySelectorAll('.fc-reload .fc-explorer .js-plotly-plot'),
+  gd => Array.from(gd.data[0].marker.color, String))"""
+_MAPS_DRAWN = """(n) => { const maps = document.querySelectorAll('.fc-reload .fc-explorer .js-plotly-plot');
+  return maps.length === n && Array.from(maps).every(gd => gd.data && gd.data.length && gd.data[0].marker.color); }"""
+
+
+def test_page_reload_with_several_explorers_keeps_every_map_live(quickstart, lab, console_errors):
+    """Six explorers alive in one kernel (four made by earlier runs of the cell and no longer shown, two shown), the
+    page reloaded on a slow CPU (4× throttled through the DevTools protocol): every map comes back with the kernel's
+    current colours, a slider move still recolours its map and nothing is logged as an error. anywidget gives each
+    widget model 2 s to start before it logs "Failed to initialize model." and drops every later message to it;
+    plotly's 4.96 MB bundle, compiled once per figure (shown or not) in one uninterrupted task, made models miss
+    that limit, and their maps no longer followed the sliders."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    page, n = quickstart, 2
+    cell = new_code_cell("import ipywidgets as w\nimport facecluster_widgets as fc\n"
+                         f"earlier = [fc.ClusterExplorer('{RELOAD_STORE}', mesh=False) for _ in range(4)]\n"
+                         f"explorers = [fc.ClusterExplorer('{RELOAD_STORE}', mesh=False) for _ in range({n})]\n"
+                         "explorers[0].set(eps=0.45)  # a change after display: the reloaded map must show it\n"
+                         "box = w.VBox(explorers)\nbox.add_class('fc-reload')\nbox")
+    kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    (lab["root"] / "reload.ipynb").write_text(nbformat.writes(new_notebook(cells=[cell], metadata=kernel)))
+    run_notebook(page, lab, "reload.ipynb", timeout_s=300)
+    _wait(page, _MAPS_DRAWN, arg=n, timeout=180_000)
+    _wait(page, "() => Array.from(document.querySelectorAll('.fc-reload .fc-status'))"
+                ".every(s => s.textContent.includes('up to date'))", timeout=120_000)
+    colours = _MAP_COLOURS_ALL
+    shown = page.evaluate(colours)
+    page.evaluate("() => window.jupyterapp.shell.currentWidget.context.save()")  # as autosave would
+
+    before = len(console_errors)
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Emulation.setCPUThrottlingRate", {"rate": 4})
+    try:
+        page.reload()
+        page.wait_for_function("() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+                               " return w && w.context && w.context.path === 'reload.ipynb'; }", timeout=180_000)
+        _wait(page, _MAPS_DRAWN, arg=n, timeout=240_000)
+        page.wait_for_timeout(4000)  # past anywidget's 2 s start-up limit, so a late failure is seen
+    finally:
+        cdp.send("Emulation.setCPUThrottlingRate", {"rate": 1})
+    reloaded = page.evaluate(colours)
+    _shot(page, page.locator(".fc-reload").first, "reload-several-explorers")
+    assert reloaded == shown, "a reloaded map does not show the kernel's colours"
+
+    last = page.locator(".fc-reload .fc-explorer").nth(n - 1)
+    before_colours = page.evaluate(colours)[n - 1]
+    count = last.locator(".fc-cluster-count")
+    start = count.inner_text()
+    _drag_slider(page, last.locator(".widget-slider").filter(has_text="ε").first, 0.55)
+    _wait(page, f"() => {{ const e = document.querySelectorAll('.fc-reload .fc-cluster-count')[{n - 1}];"
+                f" return e && e.textContent !== {start!r}; }}", timeout=120_000)
+    _wait(page, f"(n) => {{ const gd = document.querySelectorAll('.fc-reload .js-plotly-plot')[n - 1];"
+                f" return JSON.stringify(Array.from(gd.data[0].marker.color, String))"
+                f" !== {json.dumps(json.dumps(before_colours, separators=(',', ':')))}; }}", arg=n, timeout=60_000)
+    _shot(page, last, "reload-slider-moved")
+    errors = console_errors[before:]
+    assert not errors, "\n".join(errors)

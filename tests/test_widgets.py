@@ -287,6 +287,21 @@ def test_export_from_the_explorer_writes_names_into_new_folders(explorer, tmp_pa
     assert "✓ wrote" in panel.result.value and "failed" not in panel.result.value
 
 
+def test_closing_an_explorer_closes_every_widget_model_it_made(store):
+    """A kernel keeps every widget model until it is closed, and a page reload rebuilds them all in the browser:
+    an explorer a notebook replaces must be able to take all of its models (and its threads) away."""
+    from ipywidgets.widgets.widget import _instances
+
+    before = set(_instances)
+    explorer = ClusterExplorer(store)  # background threads, as in a notebook
+    explorer.wait()
+    made = set(_instances) - before
+    assert len(made) > 100 and explorer.model_id in made and explorer.figure.model_id in made
+    explorer.close()
+    assert not made & set(_instances), f"{len(made & set(_instances))} of {len(made)} models still open"
+    assert explorer.figure.comm is None and explorer.hover_card.comm is None
+
+
 def test_gallery_says_how_many_clusters_and_pages_through_all_of_them(tmp_path):
     blocks, _ = make_identity_features(n_ids=40, per_id=4, d2=32, blocks_3d={"shape": 6}, noise2=0.05)
     explorer = ClusterExplorer(None, blocks, background=False, projection="pca", mesh=False, n_clusters=40)

@@ -11,6 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..descriptors import CURVATURE_REGIONS, GAUSS_CURVATURE_EDGES, MEAN_CURVATURE_EDGES
+from .figure_widget import FigureWidget
 from .private import PrivateFigure, private
 
 #: Titles of the scores a sweep computes.
@@ -43,7 +44,7 @@ def sweep_heatmap(frame: pd.DataFrame, metric: str = "silhouette", *, widget: bo
                        colorbar={"title": {"text": metric}, "thickness": 12},
                        hovertemplate=("ε %{x:.2f}, λ %{y:.2f}<br>" + SCORE_TITLES.get(metric, metric)
                                       + " %{z:.3f}<br>%{text}<extra></extra>"))
-    fig = private((go.FigureWidget if widget else PrivateFigure)(data=[trace]))
+    fig = private((FigureWidget if widget else PrivateFigure)(data=[trace]))
     if best is not None:
         fig.add_trace(go.Scatter(x=np.array([eps[best[1]]], np.float32), y=np.array([lam[best[0]]], np.float32),
                                  mode="markers", marker={"symbol": "star", "size": 14, "color": "white",

@@ -19,6 +19,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
+from .figure_widget import FigureWidget
 from .private import PrivateFigure, private
 
 #: Cluster colours: 24 dark then 24 light distinct hues, cycled for more clusters (ids are kept stable between
@@ -168,7 +169,7 @@ def projection_figure(xy: np.ndarray, labels: np.ndarray, *, hover_text: Sequenc
         xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"}, plot_bgcolor="white",
         uirevision="keep",  # zoom and pan survive restyles
     )
-    factory = go.FigureWidget if widget else PrivateFigure
+    factory = FigureWidget if widget else PrivateFigure
     return private(factory(data=[dots, crosses], layout=layout))
 
 

@@ -15,6 +15,8 @@ import anywidget
 import ipywidgets as w
 import traitlets
 
+from ..viz.figure_widget import STARTED_MARK
+
 #: Clusters per gallery page and faces drawn per cluster (the rest is counted: "+37").
 PAGE = 30
 FACES = 12
@@ -109,7 +111,7 @@ _CSS = """
 class Gallery(anywidget.AnyWidget):
     """Rows of face thumbnails. ``rows``: ``[{label, title, members, faces: [{row, src, tip}], more}]``."""
 
-    _esm = _ESM
+    _esm = STARTED_MARK + _ESM
     _css = _CSS
     rows = traitlets.List(traitlets.Dict()).tag(sync=True)
     selected = traitlets.List(traitlets.Int()).tag(sync=True)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import anywidget
 import traitlets
 
+from ..viz.figure_widget import STARTED_MARK
+
 _ESM = r"""
 function render({ model, el }) {
   const card = document.createElement("div");
@@ -127,7 +129,7 @@ class HoverCard(anywidget.AnyWidget):
     :attr:`lasso` (``{rows, n}``, from the browser) is the map's latest lasso or box selection; :attr:`selected`
     (rows, or ``None`` for no selection) is the kernel's selection, which the browser keeps on the map."""
 
-    _esm = _ESM
+    _esm = STARTED_MARK + _ESM
     _css = _CSS
     card = traitlets.Dict().tag(sync=True)
     lasso = traitlets.Dict().tag(sync=True)

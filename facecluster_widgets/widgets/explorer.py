@@ -461,6 +461,17 @@ class ClusterExplorer(w.VBox):
         the folder summary."""
         return export_view(self.faces, self.view, path, fmt)
 
+    # -- life cycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close every widget model this explorer made (controls, map, panels, their layouts and styles) and stop
+        its worker threads. Until closed, a kernel keeps an explorer's ~300 models even when no cell shows it, and a
+        page (re)load rebuilds them all: close an explorer a new one replaces."""
+        self.clustering.close()
+        self.mapping.close()
+        for widget in reversed(widget_tree(self)[1:]):
+            w.Widget.close(widget)  # ipywidgets' own: k3d's Plot.close only clears its outputs, its model stays
+        super().close()
+
     # -- errors -----------------------------------------------------------------------------
     def _guard(self, fn, *args) -> None:
         """Run ``fn``; an exception is shown in the widget's error area instead of vanishing in the kernel log."""
@@ -477,3 +488,21 @@ class ClusterExplorer(w.VBox):
             text += "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-4:])
         self.errors.outputs = ({"output_type": "stream", "name": "stderr", "text": text},)
         log.warning("explorer: %s", self.last_error)
+
+
+def widget_tree(root: w.Widget) -> list[w.Widget]:
+    """``root`` and every widget it holds, in a synced trait (children, layout, style) or an attribute (a panel
+    not shown yet, k3d's plot objects), parents first."""
+    found: dict[int, w.Widget] = {}
+    todo = [root]
+    while todo:
+        widget = todo.pop()
+        if id(widget) in found:
+            continue
+        found[id(widget)] = widget
+        held = [getattr(widget, name, None) for name in widget.keys] + list(vars(widget).values())
+        for value in held:
+            for item in value if isinstance(value, list | tuple) else (value,):
+                if isinstance(item, w.Widget):
+                    todo.append(item)
+    return list(found.values())

@@ -18,6 +18,7 @@ from ..review.collection import FaceCollection
 from ..review.session import ClusterSession
 from ..standardize import standardise, template_points
 from ..viz.charts import curvature_histograms
+from ..viz.figure_widget import FigureWidget
 from ..viz.private import private
 from ._thumbs import crop_around, draw_landmarks, encode, esc
 from .mesh_viewer import MeshViewer
@@ -147,7 +148,7 @@ class PipelineStepper(w.VBox):
             raise FaceclusterError("no 2D embedding")
         vec = np.asarray(block[self.row], np.float32)
         width = 16 if vec.size % 16 == 0 else vec.size
-        strip = private(go.FigureWidget(go.Heatmap(z=vec.reshape(-1, width), colorscale="RdBu", zmid=0.0,
+        strip = private(FigureWidget(go.Heatmap(z=vec.reshape(-1, width), colorscale="RdBu", zmid=0.0,
                                                    showscale=False)))
         strip.update_layout(height=180, width=420, margin={"l": 10, "r": 10, "t": 10, "b": 10},
                             xaxis={"visible": False}, yaxis={"visible": False})
@@ -181,12 +182,12 @@ class PipelineStepper(w.VBox):
         if "geodesic" not in blocks or "curvature" not in blocks or not np.isfinite(blocks["geodesic"][self.row]).all():
             raise FaceclusterError("no 3D descriptors")
         names = [f"{a}–{b}" for a, b in GEODESIC_PAIRS]
-        bars = private(go.FigureWidget(go.Bar(x=np.asarray(blocks["geodesic"][self.row], np.float32), y=names,
+        bars = private(FigureWidget(go.Bar(x=np.asarray(blocks["geodesic"][self.row], np.float32), y=names,
                                       orientation="h", marker_color="#444")))
         bars.update_layout(height=420, width=420, margin={"l": 200, "r": 10, "t": 30, "b": 30},
                            title="geodesic lengths ÷ eye-corner distance", yaxis={"autorange": "reversed"})
         curvature = {self.faces.file_names[self.row]: blocks["curvature"][self.row]}
-        hist = private(go.FigureWidget(curvature_histograms(curvature, height=380)))
+        hist = private(FigureWidget(curvature_histograms(curvature, height=380)))
         return w.VBox([bars, hist])
 
     def _step_cluster(self) -> w.Widget:

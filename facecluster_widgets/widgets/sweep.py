@@ -18,6 +18,7 @@ import traitlets
 from ..review.collection import FaceCollection
 from ..review.session import ClusterSession
 from ..viz.charts import SCORE_TITLES, json_gaps, sweep_heatmap
+from ..viz.figure_widget import STARTED_MARK
 from ._thumbs import esc
 
 #: Default grid: ε around the default 0.5 on the fused distance (typical pair at 1), λ from 3D-only to 2D-only.
@@ -30,7 +31,7 @@ class CellClicks(anywidget.AnyWidget):
     """The heatmap's clicks, sent to the kernel through this widget's own state (``cell``: ``{eps, lam, n}``):
     plotly's FigureWidget did not report clicks on heatmap cells (the notebook promised a link that did nothing)."""
 
-    _esm = r"""
+    _esm = STARTED_MARK + r"""
     function render({ model, el }) {
       function attach() {
         const root = el.closest(".fc-sweep");
