@@ -19,6 +19,7 @@ from facecluster_widgets.review.export import (
     export_table,
     safe_component,
 )
+from facecluster_widgets.review.view import NOISE_NAME
 
 HOSTILE = ["../../etc", "..", ".", "/etc/passwd", "a/../../b", "..\\..\\windows", "C:\\Windows\\System32", "\x00",
            "con", "NUL.txt", "．．／．．／etc", "..／..／x", "<img src=x onerror=alert(1)>.jpg", "~", "-rf /",
@@ -116,7 +117,7 @@ def test_tables_read_back_to_the_same_assignment_with_names(tmp_path, photos):
     assert back["name"].tolist()[2] == "<img src=x onerror=alert(1)>.jpg"  # data, kept as typed
     data = json.loads(export_table(frame, tmp_path / "faces.json").read_text())
     assert [r["cluster"] for r in data["faces"]] == frame["cluster"].tolist()
-    assert [r["name"] for r in data["faces"]][4] == "Zoë" and data["faces"][5]["name"] == ""
+    assert [r["name"] for r in data["faces"]][4] == "Zoë" and data["faces"][5]["name"] == NOISE_NAME
 
 
 def test_table_export_checks_its_format_and_folder(tmp_path, photos):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -300,6 +301,42 @@ def test_closing_an_explorer_closes_every_widget_model_it_made(store):
     explorer.close()
     assert not made & set(_instances), f"{len(made & set(_instances))} of {len(made)} models still open"
     assert explorer.figure.comm is None and explorer.hover_card.comm is None
+
+
+def test_command_line_and_explorer_export_name_every_face_alike(store, tmp_path, capsys):
+    """`facecluster cluster` and the explorer's export on the same faces and corrections (a name and a face marked
+    "not this person", saved in the store, which the command line replays): per face the same cluster and the same
+    name, the one the page shows — the user's name, "cluster N" when unnamed, the noise name for faces in none."""
+    import pandas as pd
+
+    from facecluster_widgets.cli import main
+    from facecluster_widgets.review.view import NOISE_NAME
+
+    explorer = ClusterExplorer(store, background=False, mesh=False)
+    named = int(explorer.view.clusters[0])
+    explorer.session.name(named, "Colin")
+    explorer.session.not_person([int(explorer.view.members(named)[0])])
+    page = explorer.export(tmp_path / "page.csv", "csv")
+
+    photos = tmp_path / "photos"  # the same photos, and the store as the command line keeps it: DIR/store
+    for path in store.table["path"]:
+        (photos / Path(path).parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, photos / Path(path).parent.name / Path(path).name)
+    shutil.copytree(store.root, tmp_path / "out" / "store")
+    assert main(["cluster", str(photos), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert "0 recomputed" in capsys.readouterr().out
+
+    cli = pd.read_csv(tmp_path / "out" / "clusters.csv", keep_default_na=False)
+    shown = pd.read_csv(page, keep_default_na=False)
+    key = lambda frame, column: [(Path(p).parent.name, Path(p).name, int(i)) for p, i in  # noqa: E731
+                                 zip(frame[column], frame["face_index"], strict=True)]
+    cli.index, shown.index = key(cli, "file"), key(shown, "path")
+    shown = shown.loc[cli.index]
+    assert cli["cluster"].tolist() == shown["cluster"].tolist()
+    assert cli["name"].tolist() == shown["name"].tolist()
+    names = dict(zip(cli["cluster"], cli["name"], strict=True))
+    assert names[named] == "Colin" and names[-1] == NOISE_NAME
+    assert all(names[c] == f"cluster {c}" for c in names if c not in (named, -1))
 
 
 def test_gallery_says_how_many_clusters_and_pages_through_all_of_them(tmp_path):

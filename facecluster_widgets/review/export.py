@@ -27,7 +27,7 @@ from ..errors import FaceclusterError
 from ..store import atomic_write
 from .collection import FaceCollection
 from .session import ClusterSession
-from .view import ClusterView
+from .view import ClusterView, display_name
 
 log = logging.getLogger(__name__)
 
@@ -64,18 +64,24 @@ def safe_component(name: object, fallback: str = "unnamed") -> str:
 def assignments(face_ids: Sequence[str], paths: Sequence[str], labels: np.ndarray, names: Mapping[int, str],
                 face_index: Sequence[int] | None = None, true_labels: Sequence | None = None) -> pd.DataFrame:
     """The face → cluster table: ``face_id, path, face_index, cluster, name`` (and ``true_label`` when given);
-    noise faces have cluster −1 and an empty name."""
+    noise faces have cluster −1. ``names`` are the user's; the name column follows :func:`name_column`."""
     labels = np.asarray(labels, dtype=np.int64)
     frame = pd.DataFrame({
         "face_id": pd.array([str(f) for f in face_ids], dtype="string"),
         "path": pd.array([str(p) for p in paths], dtype="string"),
         "face_index": np.asarray(face_index if face_index is not None else np.zeros(len(labels)), dtype=np.int64),
         "cluster": labels,
-        "name": pd.array([names.get(int(c), "") if c >= 0 else "" for c in labels], dtype="string"),
+        "name": name_column(labels, names),
     })
     if true_labels is not None:
         frame["true_label"] = pd.array([None if v is None else str(v) for v in true_labels], dtype="string")
     return frame
+
+
+def name_column(labels: np.ndarray, names: Mapping[int, str]) -> pd.api.extensions.ExtensionArray:
+    """Each face's cluster name as the page shows it (:func:`~.view.display_name`: "cluster 3" when unnamed, the
+    noise name for faces in no cluster): the command line's table and the explorer's export use this one column."""
+    return pd.array([display_name(int(c), names) for c in np.asarray(labels)], dtype="string")
 
 
 def face_clusters(session: ClusterSession) -> pd.DataFrame:
@@ -92,7 +98,7 @@ def face_clusters(session: ClusterSession) -> pd.DataFrame:
     for name in ("x0", "y0", "x1", "y1"):
         frame[name] = table[name].to_numpy(dtype=float).round(1)
     frame["cluster"] = labels
-    frame["name"] = pd.array([view.names.get(int(c), "") if c >= 0 else "" for c in labels], dtype="string")
+    frame["name"] = name_column(labels, view.names)
     frame["distance_to_centre"] = to_centre.round(4)
     return frame
 
@@ -102,8 +108,7 @@ def export_view(faces: FaceCollection, view: ClusterView, path: str | os.PathLik
     unnamed). ``fmt`` "csv"/"json": a table (missing folders are made); "symlink"/"copy": a folder per cluster
     under ``path`` (new or empty). Returns the file path or the folder summary."""
     table = faces.table
-    names = {int(c): view.name_of(int(c)) for c in view.clusters}
-    frame = assignments(table["face_id"], table["path"], view.labels, names, table["face_index"], faces.labels)
+    frame = assignments(table["face_id"], table["path"], view.labels, view.names, table["face_index"], faces.labels)
     if fmt in ("csv", "json"):
         path = Path(path)
         return export_table(frame, path if path.suffix else path.with_suffix("." + fmt), fmt)

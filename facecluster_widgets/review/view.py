@@ -3,11 +3,20 @@ the gallery and the "same person?" list show. Plain frozen dataclasses: a view n
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 NOISE_NAME = "unknown (noise)"
+
+
+def display_name(label: int, names: Mapping[int, str]) -> str:
+    """The one rule for what a cluster is called, on the page and in every export: the user's name, else
+    "cluster N"; the faces in no cluster (−1) are :data:`NOISE_NAME`."""
+    if label < 0:
+        return NOISE_NAME
+    return names.get(int(label)) or f"cluster {int(label)}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,9 +52,7 @@ class ClusterView:
         return int((self.labels < 0).sum())
 
     def name_of(self, label: int) -> str:
-        if label < 0:
-            return NOISE_NAME
-        return self.names.get(int(label), f"cluster {int(label)}")
+        return display_name(label, self.names)
 
     def members(self, label: int) -> np.ndarray:
         return np.flatnonzero(self.labels == label)
