@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import k3d
 import numpy as np
 import pandas as pd
@@ -147,3 +149,21 @@ def test_mesh_plot_is_a_k3d_plot_of_mesh_paths_and_endpoints():
     other = Surface(_tetra_surface().vertices * 2, _tetra_surface().triangles, np.zeros(4), {})
     update_mesh_plot(plot, other)
     assert float(mesh.vertices.max()) == 2.0 and not lines.visible and not ends.visible
+
+
+def test_figure_widget_sends_the_figure_as_it_is_now_and_plotly_code_only_on_request():
+    """A page reload asks for the whole state: it gets the current colours, not those of first display; plotly's
+    5 MB bundle is never part of the state, only the answer to a figure's one request."""
+    from facecluster_widgets.viz.figure_widget import FigureWidget
+
+    fig = FigureWidget(go.Scattergl(x=[0.0, 1.0], y=[1.0, 0.0], marker={"color": ["red", "red"]}))
+    fig.data[0].marker.color = ["blue", "green"]
+    state = fig.get_state()
+    assert list(state["_widget_data"][0]["marker"]["color"]) == ["blue", "green"]
+    assert len(json.dumps(state, default=str)) < 100_000 and "plotly-source" in state["_esm"]
+    sent = []
+    fig.send = lambda content, buffers=None: sent.append(content)
+    fig._send_plotly_code(fig, {"type": "something else"}, [])
+    assert not sent
+    fig._send_plotly_code(fig, {"type": "plotly-source"}, [])
+    assert sent[0]["type"] == "plotly-source" and "FigureModel" in sent[0]["source"]
