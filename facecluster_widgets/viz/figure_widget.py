@@ -54,28 +54,34 @@ async function quiet() {  // until no widget of this package has started for QUI
   }
 }
 
-function fetchSource(model) {  // plotly's code, asked of the kernel once per page (never part of a widget's state)
-  return new Promise((resolve) => {
-    model.on("msg:custom", (message) => {
-      if (message && message.type === "plotly-source") resolve(message.source);
-    });
-    model.send({ type: "plotly-source" });
-  });
-}
+const ASK_AGAIN_MS = 20000;  // a figure closed (or a kernel busy) before it answered: another figure asks again
 
 function page() {  // the page's one load of plotly's code, started when a figure is first drawn
   if (!globalThis[KEY]) {
-    let resolve, reject;
+    let resolve, reject, answer, asked = -Infinity, chain = null;
     const promise = new Promise((ok, fail) => { resolve = ok; reject = fail; });
-    let started = false;
+    const source = new Promise((ok) => { answer = ok; });  // plotly's code: never part of a widget's state
+    const ask = (model) => {
+      if (performance.now() - asked < ASK_AGAIN_MS) return;
+      asked = performance.now();
+      model.on("msg:custom", (message) => {
+        if (message && message.type === "plotly-source") answer(message.source);
+      });
+      try {
+        model.send({ type: "plotly-source" });
+      } catch (error) {  // a closed figure: the next ask goes through a live one
+        asked = -Infinity;
+      }
+    };
     globalThis[KEY] = {
       promise,
-      start(model) {
-        if (started) return;
-        started = true;
-        Promise.all([fetchSource(model), quiet()]).then(([source]) => {
+      start(model) {  // ``model``: the figure's own (not a view's, whose listeners go with the view)
+        ask(model);
+        const again = setInterval(() => ask(model), ASK_AGAIN_MS);
+        source.then(() => clearInterval(again));
+        chain = chain || Promise.all([source, quiet()]).then(([code]) => {
           performance.mark("facecluster_widgets: plotly compile");
-          const url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
+          const url = URL.createObjectURL(new Blob([code], { type: "text/javascript" }));
           return import(url).finally(() => URL.revokeObjectURL(url));
         }).then(resolve, reject);
       },
@@ -85,9 +91,10 @@ function page() {  // the page's one load of plotly's code, started when a figur
 }
 
 export default () => {
-  let ready = null;
+  let ready = null, own = null;
   return {
     initialize({ model }) {
+      own = model;
       const queue = [], handlers = new Map(), replaying = new Map();
       let started = false, recording = false;
       for (const key of PY2JS) {
@@ -122,7 +129,7 @@ export default () => {
       ready.catch((error) => console.error("plotly's widget code did not load:", error));
     },
     async render({ model, el }) {
-      page().start(model);
+      page().start(own);
       const figure = await ready;
       return figure.render({ model, el });
     },
