@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.cluster import DBSCAN
 
 from ..cluster import HybridClustering, align_labels
+from ..cluster.density import dbscan_kept
 from ..cluster.hybrid import DEFAULT_EPS, DEFAULT_LAM, DEFAULT_MIN_SAMPLES, DEFAULT_POSE_WEIGHTING
 from ..errors import StoreError
 from ..store import Store
@@ -152,10 +152,11 @@ class ClusterSession:
         return f"{self.model.n_clusters_reason_} {self.model.fusion_reason_}"
 
     def preview(self, **params: object) -> ClusterView | None:
-        """DBSCAN's result at once, while :meth:`update` chooses k again: the faces DBSCAN keeps at ``params`` go to
-        the nearest centre of the last clustering (under the new λ), the others are noise. No K-Means++ run, the
-        estimator untouched. ``None`` when there is nothing quicker to show (k fixed by the user, a fusion
-        change, no clustering yet)."""
+        """DBSCAN's result at once, while :meth:`update` chooses k again: of the faces DBSCAN keeps at ``params``,
+        those in a cluster last run stay in it and the others go to the last run's nearest centre (under the new
+        λ); the rest are noise. No K-Means++ run and no face × centre matrix (150–280 ms alone at 10,000 faces and
+        ~800 clusters); the estimator untouched. ``None`` when there is nothing quicker to show (k fixed by the
+        user, a fusion change, no clustering yet)."""
         with self._lock:
             new = {**self.params, **params}
             model = self.model
@@ -168,19 +169,23 @@ class ClusterSession:
             metric, valid = model.distance_, model.valid_index_
             fused = metric.pairwise(lam) if model.graph_ is None else model.graph_.fused(lam)
             tick = time.perf_counter()
-            core = DBSCAN(eps=float(new["eps"]), min_samples=int(new["min_samples"]),
-                          metric="precomputed").fit(fused).labels_ >= 0
+            core = dbscan_kept(fused, float(new["eps"]), int(new["min_samples"]))
             timings = {"fuse": tick - start, "dbscan": time.perf_counter() - tick}
-            nearest = np.argmin(metric.to_centroids(lam, model.centroids_), axis=1)
+            tick = time.perf_counter()
+            inner = np.where(core, model.labels_[valid], -1)
+            joining = np.flatnonzero(core & (inner < 0))  # kept now, in no cluster last run
+            if joining.size:
+                inner[joining] = np.argmin(metric.to_centroids(lam, model.centroids_, joining), axis=1)
+            timings["centres"] = time.perf_counter() - tick
             labels = np.full(len(self.faces), -1, dtype=np.int64)
-            labels[valid[core]] = nearest[core]
+            labels[valid] = inner
             raw = align_labels(self._raw, labels)
             applied = self.edits.apply(raw, self.faces.face_ids)
             timings["total"] = time.perf_counter() - start
             return ClusterView(number=next(self._numbers), params=new, raw_labels=raw, labels=applied.labels,
                                names=applied.names, reason=f"DBSCAN (eps={new['eps']}, min_samples="
-                               f"{new['min_samples']}) at once, faces on the last run's {model.n_clusters_} "
-                               "centres; choosing k for these settings…", timings=timings,
+                               f"{new['min_samples']}) at once, faces in the last run's {model.n_clusters_} "
+                               "clusters; choosing k for these settings…", timings=timings,
                                unplaced=applied.unplaced, preview=True)
 
     @property
