@@ -75,3 +75,48 @@ def test_quick_view_is_dbscans_mask_on_the_last_runs_clusters(algorithm, monkeyp
         assert len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs})  # same partition, ids renamed
         joined += int((kept & (model.labels_ < 0)).sum())
     assert joined  # some move kept faces that were noise
+
+
+def test_refit_stops_when_asked_and_leaves_the_estimator_as_it_was(fitted):
+    from facecluster_widgets.cluster.hybrid import RefitStopped
+
+    model = fitted["dense"]
+    model.set_params(n_clusters="auto")
+    model.refit()
+    labels, centroids, eps = model.labels_, model.centroids_, model.eps
+    asked = []
+    with pytest.raises(RefitStopped):
+        model.refit(stop=lambda: asked.append(1) or len(asked) > 2, eps=eps * 0.8)
+    assert len(asked) == 3  # two K-Means runs of the k search, then stopped
+    assert model.eps == eps and model.labels_ is labels and model.centroids_ is centroids
+    assert np.array_equal(model.refit(eps=eps * 0.8).labels_ >= 0, model.dbscan_labels_ >= 0)
+
+
+def test_quick_view_answers_while_a_refit_holds_the_session():
+    import threading
+
+    from facecluster_widgets.review.collection import FaceCollection
+    from facecluster_widgets.review.session import ClusterSession
+
+    blocks, y = make_identity_features(n_ids=8, per_id=10, d2=64, seed=2)
+    session = ClusterSession(FaceCollection.from_features(blocks, labels=y), persist=False)
+    session.view  # noqa: B018 - the first fit
+    held, release = threading.Event(), threading.Event()
+
+    def refit_in_progress() -> None:
+        with session._lock:
+            held.set()
+            release.wait(10)
+
+    worker = threading.Thread(target=refit_in_progress)
+    worker.start()
+    held.wait(10)
+    try:
+        answer = []
+        asking = threading.Thread(target=lambda: answer.append(session.preview(eps=0.5)))
+        asking.start()
+        asking.join(5)
+        assert answer and answer[0].preview  # did not wait for the lock
+    finally:
+        release.set()
+        worker.join()

@@ -50,6 +50,10 @@ from .kmeans import AUTO_K_MAX_SHARE, DEFAULT_N_INIT, KMeansResult, assign, fuse
 
 log = logging.getLogger(__name__)
 
+
+class RefitStopped(Exception):  # noqa: N818 - a signal, not an error
+    """:meth:`HybridClustering.refit` gave up because its ``stop()`` said so; the estimator is as before the call."""
+
 # The defaults below were chosen ONCE, for every dataset, by one declared rule: the grid pipeline configuration
 # (embedder × detector) × eps ∈ {0.4, 0.5, 0.6} × λ ∈ {0.65, 0.8, 0.9, 1} × min_samples ∈ {2, 3} × auto_k ∈
 # {silhouette, communities} (3D blocks: all), scored by ARI (k="auto") on lfw10, orl, yale, cfp100 and umist; the
@@ -253,22 +257,33 @@ class HybridClustering(ClusterMixin, BaseEstimator):
                     groups: Sequence | np.ndarray | None = None) -> np.ndarray:
         return self.fit(X, groups=groups).labels_
 
-    def refit(self, **params: object) -> HybridClustering:
+    def refit(self, stop: Callable[[], bool] | None = None, **params: object) -> HybridClustering:
         """Set ``params`` and cluster the same faces again, REUSING the per-block distance matrices.
 
         Meant for sliders: λ, eps, min_samples, n_clusters, noise, cannot_link, n_init, ... change only the
         weighted sum and the two stages. Changing fusion or the block names rebuilds the cache (a full fit on
-        the features kept from the last :meth:`fit`).
+        the features kept from the last :meth:`fit`). ``stop()`` is asked before each K-Means run of the k search
+        (a slider that moved again makes this run useless: at 10,000 faces it takes seconds); when it says so,
+        :class:`RefitStopped` is raised and the estimator is left as it was before the call.
         """
         check_is_fitted(self, "distance_")
         start = time.perf_counter()
+        before = dict(vars(self))  # fitted attributes are replaced, never changed in place, by a run
         self.set_params(**params)
-        self._validate_params()
-        if self._cache_params() != self._cache_key:
-            log.info("refit: %s changed, rebuilding the per-block matrices", "/".join(_CACHE_PARAMS))
-            return self.fit(self._blocks, groups=self._groups, pose=self._pose)
-        self._check_sizes(self.valid_index_.shape[0])
-        return self._cluster(prepare=time.perf_counter() - start, reused=True)
+        try:
+            self._validate_params()
+            if self._cache_params() != self._cache_key:
+                log.info("refit: %s changed, rebuilding the per-block matrices", "/".join(_CACHE_PARAMS))
+                return self.fit(self._blocks, groups=self._groups, pose=self._pose)
+            self._check_sizes(self.valid_index_.shape[0])
+            self._stop = stop
+            return self._cluster(prepare=time.perf_counter() - start, reused=True)
+        except BaseException:
+            vars(self).clear()
+            vars(self).update(before)
+            raise
+        finally:
+            self._stop = None
 
     def _pose_vectors(self, pose: pd.DataFrame | Mapping | None, n: int) -> tuple[np.ndarray | None, str]:
         """The faces' pose vectors (:func:`~facecluster_widgets.fusion.pose_points`) when the weighting is on and
@@ -464,6 +479,8 @@ class HybridClustering(ClusterMixin, BaseEstimator):
                   score_labels: Callable[[np.ndarray], float]) -> None:
         for k in ks:
             if k not in results:
+                if getattr(self, "_stop", None) is not None and self._stop():
+                    raise RefitStopped(f"stopped before k={k}")
                 results[k] = run(k)
                 try:
                     self.auto_k_scores_[k] = score_labels(results[k].labels)

@@ -63,6 +63,20 @@ class _Cache:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _LastRun:
+    """What :meth:`ClusterSession.preview` reads of the last finished run: references to arrays a later run
+    replaces but never changes."""
+
+    params: dict
+    metric: object
+    graph: object
+    valid: np.ndarray
+    labels: np.ndarray
+    centroids: dict
+    n_clusters: int
+
+
 class ClusterSession:
     """Cluster ``faces``, keep corrections, answer the views' questions. ``params`` override :data:`DEFAULT_PARAMS`.
 
@@ -89,6 +103,7 @@ class ClusterSession:
         self._raw: np.ndarray | None = None
         self._lock = threading.RLock()
         self._cache = _Cache()
+        self._last: _LastRun | None = None
         self._maps = ProjectionCache()
         self._numbers = itertools.count()  # every view, previews included, gets its own number (caches key on it)
 
@@ -105,8 +120,10 @@ class ClusterSession:
             return self.update()
         return self._view
 
-    def update(self, **params: object) -> ClusterView:
-        """Cluster again with ``params`` changed (first call: fit). On an error the previous state is kept."""
+    def update(self, stop: Callable[[], bool] | None = None, **params: object) -> ClusterView:
+        """Cluster again with ``params`` changed (first call: fit). On an error the previous state is kept;
+        ``stop()`` may end a refit early (:class:`~facecluster_widgets.cluster.hybrid.RefitStopped`, nothing
+        changed)."""
         unknown = set(params) - set(DEFAULT_PARAMS)
         if unknown:
             raise TypeError(f"unknown clustering parameters {sorted(unknown)}; valid: {sorted(DEFAULT_PARAMS)}")
@@ -120,15 +137,13 @@ class ClusterSession:
                     model.fit(self.faces.features, groups=self.faces.groups, pose=self.faces.table)
                     self.model = model
                 else:
-                    before = {k: self.model.get_params()[k] for k in new}
-                    try:
-                        self.model.refit(**new)
-                    except Exception:
-                        self.model.set_params(**before)
-                        raise
+                    self.model.refit(stop=stop, **new)  # on an error the estimator is left as it was
             self.params = new
             raw = np.asarray(self.model.labels_, dtype=np.int64)
             self._raw = align_labels(self._raw, raw) if self._raw is not None else raw
+            model = self.model
+            self._last = _LastRun(dict(new), model.distance_, model.graph_, model.valid_index_, model.labels_,
+                                  model.centroids_, int(getattr(model, "n_clusters_", 0) or 0))
             return self._publish(self.model.timings_, time.perf_counter() - start,
                                  tuple(str(w.message) for w in caught))
 
@@ -156,37 +171,38 @@ class ClusterSession:
         those in a cluster last run stay in it and the others go to the last run's nearest centre (under the new
         λ); the rest are noise. No K-Means++ run and no face × centre matrix (150–280 ms alone at 10,000 faces and
         ~800 clusters); the estimator untouched. ``None`` when there is nothing quicker to show (k fixed by the
-        user, a fusion change, no clustering yet)."""
-        with self._lock:
-            new = {**self.params, **params}
-            model = self.model
-            if (model is None or new["n_clusters"] != "auto" or new["fusion"] != self.params["fusion"]
-                    or new["pose_weighting"] != self.params["pose_weighting"]
-                    or not getattr(model, "n_clusters_", 0)):
-                return None
-            start = time.perf_counter()
-            lam = float(new["lam"])
-            metric, valid = model.distance_, model.valid_index_
-            fused = metric.pairwise(lam) if model.graph_ is None else model.graph_.fused(lam)
-            tick = time.perf_counter()
-            core = dbscan_kept(fused, float(new["eps"]), int(new["min_samples"]))
-            timings = {"fuse": tick - start, "dbscan": time.perf_counter() - tick}
-            tick = time.perf_counter()
-            inner = np.where(core, model.labels_[valid], -1)
-            joining = np.flatnonzero(core & (inner < 0))  # kept now, in no cluster last run
-            if joining.size:
-                inner[joining] = np.argmin(metric.to_centroids(lam, model.centroids_, joining), axis=1)
-            timings["centres"] = time.perf_counter() - tick
-            labels = np.full(len(self.faces), -1, dtype=np.int64)
-            labels[valid] = inner
-            raw = align_labels(self._raw, labels)
-            applied = self.edits.apply(raw, self.faces.face_ids)
-            timings["total"] = time.perf_counter() - start
-            return ClusterView(number=next(self._numbers), params=new, raw_labels=raw, labels=applied.labels,
-                               names=applied.names, reason=f"DBSCAN (eps={new['eps']}, min_samples="
-                               f"{new['min_samples']}) at once, faces in the last run's {model.n_clusters_} "
-                               "clusters; choosing k for these settings…", timings=timings,
-                               unplaced=applied.unplaced, preview=True)
+        user, a fusion change, no clustering yet). Reads only the last finished run (:class:`_LastRun`), never the
+        estimator a refit may be changing, so it needs no lock and answers while :meth:`update` runs."""
+        last, shown = self._last, self._raw  # the last finished run: no lock, so it never waits for a refit
+        if last is None:
+            return None
+        new = {**last.params, **params}
+        if (new["n_clusters"] != "auto" or new["fusion"] != last.params["fusion"]
+                or new["pose_weighting"] != last.params["pose_weighting"] or not last.n_clusters):
+            return None
+        start = time.perf_counter()
+        lam = float(new["lam"])
+        metric, valid = last.metric, last.valid
+        fused = metric.pairwise(lam) if last.graph is None else last.graph.fused(lam)
+        tick = time.perf_counter()
+        core = dbscan_kept(fused, float(new["eps"]), int(new["min_samples"]))
+        timings = {"fuse": tick - start, "dbscan": time.perf_counter() - tick}
+        tick = time.perf_counter()
+        inner = np.where(core, last.labels[valid], -1)
+        joining = np.flatnonzero(core & (inner < 0))  # kept now, in no cluster last run
+        if joining.size:
+            inner[joining] = np.argmin(metric.to_centroids(lam, last.centroids, joining), axis=1)
+        timings["centres"] = time.perf_counter() - tick
+        labels = np.full(len(self.faces), -1, dtype=np.int64)
+        labels[valid] = inner
+        raw = align_labels(shown, labels)
+        applied = self.edits.apply(raw, self.faces.face_ids)
+        timings["total"] = time.perf_counter() - start
+        return ClusterView(number=next(self._numbers), params=new, raw_labels=raw, labels=applied.labels,
+                           names=applied.names, reason=f"DBSCAN (eps={new['eps']}, min_samples="
+                           f"{new['min_samples']}) at once, faces in the last run's {last.n_clusters} "
+                           "clusters; choosing k for these settings…", timings=timings,
+                           unplaced=applied.unplaced, preview=True)
 
     @property
     def valid_rows(self) -> np.ndarray:

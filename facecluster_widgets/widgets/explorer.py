@@ -3,9 +3,9 @@ result and take it out.
 
 A thin view over :class:`~facecluster_widgets.review.session.ClusterSession` (all computation lives there and is tested
 without a browser). The explorer composes panels (face, gallery, edit, export: one module each) and hands slider
-moves to :class:`~.scheduler.LatestOnly`, which clusters on a worker thread and runs only the newest request;
-with k = "auto" it first shows a quick result (the last k, one K-Means++ start) and then the one with k chosen
-again. Errors land in an ``ipywidgets.Output`` inside the widget and the previous result stays on screen.
+moves to two :class:`~.scheduler.LatestOnly` workers, each running only the newest request: one shows DBSCAN's
+result at once on the last run's clusters (k = "auto" only), the other clusters with k chosen again and gives up
+as soon as a newer move comes in. Errors land in an ``ipywidgets.Output`` inside the widget and the previous result stays on screen.
 Selection is ONE list of face rows shown the same by the map (click, lasso), the gallery and the edit panel.
 """
 
@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import traitlets
 
+from ..cluster.hybrid import RefitStopped
 from ..errors import FaceclusterError
 from ..features import Features
 from ..io.datasets import FaceSource
@@ -113,6 +114,11 @@ class ClusterExplorer(w.VBox):
         submit = None if background else run_now
         self.clustering = LatestOnly(self._cluster, debounce=debounce if background else 0.0, submit=submit,
                                      on_error=lambda exc: self._report(exc, "clustering failed"))
+        # the quick view on a worker of its own: it never waits behind a refit the slider has made useless
+        self.previewing = LatestOnly(self._preview, debounce=debounce if background else 0.0, submit=submit,
+                                     on_error=lambda exc: self._report(exc, "the quick view failed"))
+        self._drawing = threading.Lock()  # one redraw at a time; a quick view never replaces its full result
+        self._full_shown = -1  # generation of the last full result drawn
         self.mapping = LatestOnly(self._remap, submit=submit,
                                   on_error=lambda exc: self._report(exc, "the map failed; the previous map is kept"))
         view = self.session.view
@@ -269,26 +275,41 @@ class ClusterExplorer(w.VBox):
 
     def _schedule(self) -> None:
         self._set_busy(True)
-        self.clustering.request(self._params())
+        params = self._params()
+        self.previewing.request((self.clustering.generation + 1, params))
+        self.clustering.request(params)
+
+    def _preview(self, request: tuple[int, dict], is_current) -> None:
+        """The quick view (k = "auto" only): DBSCAN's result on the last run's clusters, unless the full result of
+        the same move is already drawn."""
+        generation, params = request
+        quick = self.session.preview(**params)
+        if quick is None:
+            return
+        with self._drawing:
+            if is_current() and self._full_shown < generation:  # every move asks both workers
+                self._guard(self._show_view, quick, "choosing k…")
 
     def _cluster(self, params: dict, is_current) -> None:
-        """The scheduler's work: a quick view first (k = "auto" only), then the full update."""
-        quick = self.session.preview(**params)
-        if quick is not None and is_current():
-            self._guard(self._show_view, quick, "choosing k…")
+        """The scheduler's work: the full update (k chosen again); given up as soon as a newer move comes in."""
+        generation = self.clustering.generation
         try:
-            view = self.session.update(**params)
+            view = self.session.update(stop=lambda: not is_current(), **params)
+        except RefitStopped:
+            return  # a newer move is on its way
         except Exception as exc:  # shown in the widget; the previous result stays
             self._report(exc, "clustering failed; the previous result is kept")
             if is_current():
                 self._show_view(self.session.view, error=True)
             return
-        if is_current():
-            self._guard(self._show_view, view)
+        with self._drawing:
+            if is_current():
+                self._full_shown = generation
+                self._guard(self._show_view, view)
 
     def wait(self, timeout: float = 120.0) -> ClusterExplorer:
         """Block until no clustering or re-mapping is pending or running (scripts and tests)."""
-        if not (self.clustering.wait(timeout) and self.mapping.wait(timeout)):
+        if not (self.previewing.wait(timeout) and self.clustering.wait(timeout) and self.mapping.wait(timeout)):
             raise TimeoutError(f"clustering still running after {timeout} s")
         return self
 
