@@ -1,7 +1,13 @@
 """Slider release → updated colours of the explorer, measured IN THE BROWSER on a real store.
 
-    .venv/bin/python benchmarks/explorer_latency.py --store STORE [--moves 7] [--param eps] \
+    .venv/bin/python benchmarks/explorer_latency.py --store STORE [--moves 7] [--param eps] [--load 2] \
         [--pose-weighting same_view --lam 0.9] [--screenshot FILE.png]
+    .venv/bin/python benchmarks/explorer_latency.py --store S1 S2 ... --scaled 10000 [--param lam]
+
+``--scaled N`` opens N faces made from the real faces of every store given (``benchmarks/scaled_faces.py`` states
+the rule) instead of one store. ``--load N`` runs N busy processes (one pure-Python spin loop each, normal
+priority) from the notebook's start to the last move: the declared load; the load average before and after is
+reported with the figures.
 
 JupyterLab on 127.0.0.1 and Debian's Chromium (as tests/test_browser.py) open a notebook holding
 ``ClusterExplorer(STORE)`` (the defaults, k = "auto"); the ε (or λ) slider's handle is then dragged with the mouse
@@ -17,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,29 +51,51 @@ _ARM_BUSY = """() => {
 }"""
 
 
-def _notebook(store: Path, folder: Path, params: dict) -> str:
+def _notebook(stores: list[Path], scaled: int | None, folder: Path, params: dict) -> str:
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
+    if scaled:
+        source = (f"import sys\nsys.path.insert(0, {str(HERE)!r})\nfrom scaled_faces import scaled_faces\n"
+                  f"faces = scaled_faces({[str(s) for s in stores]!r}, {int(scaled)})\n")
+    else:
+        source = f"faces = {str(stores[0])!r}\n"
     extra = "".join(f", {key}={value!r}" for key, value in params.items())
-    cell = new_code_cell(f"from facecluster_widgets.widgets import ClusterExplorer\n\n"
-                         f"explorer = ClusterExplorer({str(store)!r}{extra})\nexplorer")
+    cell = new_code_cell(f"from facecluster_widgets.widgets import ClusterExplorer\n{source}\n"
+                         f"explorer = ClusterExplorer(faces{extra})\nexplorer")
     kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
     (folder / "latency.ipynb").write_text(nbformat.writes(new_notebook(cells=[cell], metadata=kernel)))
     return "latency.ipynb"
 
 
-def measure(store: Path, moves: int, param: str, params: dict | None = None, screenshot: Path | None = None) -> dict:
+def _wait_for_map(page, colours_js: str, timeout_s: float) -> None:
+    """Until the map has its colours, asked every 2 s."""
+    deadline = time.monotonic() + timeout_s
+    while page.evaluate(colours_js) is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no map colours after {timeout_s:.0f} s")
+        page.wait_for_timeout(2000)
+
+
+def _spin(n: int) -> list[subprocess.Popen]:
+    """The declared load: ``n`` processes that each keep one core busy."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def measure(stores: list[Path], moves: int, param: str, scaled: int | None = None, load: int = 0,
+            screenshot: Path | None = None, params: dict | None = None) -> dict:
     import test_browser as tb
     from playwright.sync_api import sync_playwright
 
     fractions = [0.30, 0.42] if param == "eps" else [0.75, 0.95]  # ε ~0.48 / ~0.66; λ 0.75 / 0.95
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        name = _notebook(store, folder, params or {})
+        name = _notebook(stores, scaled, folder, params or {})
         lab_gen = tb.lab.__wrapped__(_Factory(folder))
         lab = next(lab_gen)
         errors: list[str] = []
+        spinners = _spin(load)
         try:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=tb.CHROMIUM, args=tb.CHROMIUM_FLAGS)
@@ -73,8 +103,22 @@ def measure(store: Path, moves: int, param: str, params: dict | None = None, scr
                 page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
                 started = time.perf_counter()
                 tb.run_notebook(page, lab, name, timeout_s=900)
-                page.wait_for_function(tb._SCATTER_COLOURS, timeout=300_000)
-                page.wait_for_function(_SETTLED, timeout=300_000)
+                reloaded = False
+                try:
+                    try:
+                        _wait_for_map(page, tb._SCATTER_COLOURS, 60)
+                    except TimeoutError:  # seen at 10,000 faces: the page missed the map's data; a reload has it
+                        print("the map never got its data in this page; reloading it", flush=True)
+                        reloaded = True
+                        page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+                        page.reload()
+                        _wait_for_map(page, tb._SCATTER_COLOURS, 300)
+                    page.wait_for_function(_SETTLED, timeout=300_000, polling=1000)
+                except Exception:
+                    if screenshot is not None:
+                        page.screenshot(path=str(screenshot.with_suffix(".failed.png")), full_page=True)
+                    print("the explorer never showed its map; console errors:", *errors, sep="\n  ")
+                    raise
                 opened = time.perf_counter() - started
                 n_faces = len(page.evaluate(tb._SCATTER_COLOURS))
                 slider = page.locator(".fc-explorer .widget-slider").filter(
@@ -98,13 +142,19 @@ def measure(store: Path, moves: int, param: str, params: dict | None = None, scr
                     print(f"move {i + 1}: {param} {value}: kernel echo {busy} ms, colours {coloured} ms, "
                           f"settled {settled:.0f} ms", flush=True)
                     page.wait_for_timeout(500)
+                load_after = os.getloadavg()
                 if screenshot is not None:
-                    page.screenshot(path=str(screenshot), full_page=True)
+                    tb._shoot(page, page.locator(".fc-explorer").first, screenshot)
                 browser.close()
         finally:
+            for spinner in spinners:
+                spinner.kill()
+                spinner.wait()
             next(lab_gen, None)
     timed = [r["colours_ms"] for r in runs if r["colours_ms"] is not None]
-    return {"store": str(store), "faces": n_faces, "param": param, "moves": runs, "open_s": opened,
+    return {"stores": [str(s) for s in stores], "scaled": scaled, "faces": n_faces, "param": param,
+            "load_processes": load, "loadavg_before": load_before, "loadavg_after": load_after,
+            "moves": runs, "open_s": opened, "reloaded_for_the_map": reloaded,
             "colours_median_ms": statistics.median(timed) if timed else None,
             "settled_median_ms": statistics.median(r["settled_ms"] for r in runs),
             "untimed_moves": len(runs) - len(timed), "console_errors": errors}
@@ -122,20 +172,30 @@ class _Factory:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store", type=Path, required=True)
+    parser.add_argument("--store", type=Path, nargs="+", required=True)
     parser.add_argument("--moves", type=int, default=7)
     parser.add_argument("--param", choices=("eps", "lam"), default="eps")
+    parser.add_argument("--scaled", type=int, default=None, metavar="N",
+                        help="N faces built from the stores' real faces (benchmarks/scaled_faces.py)")
+    parser.add_argument("--load", type=int, default=0, metavar="N", help="N busy processes while measuring")
     parser.add_argument("--pose-weighting", help="ClusterExplorer(pose_weighting=...); default: the estimator's")
     parser.add_argument("--lam", type=float, help="the explorer's starting λ; default: the estimator's")
-    parser.add_argument("--screenshot", type=Path, help="a PNG of the page after the last move")
+    parser.add_argument("--screenshot", type=Path, default=None, help="a PNG of the explorer after the moves")
+    parser.add_argument("--out", type=Path, default=RESULTS / "explorer_latency.json")
     args = parser.parse_args(argv)
+    if not args.scaled and len(args.store) > 1:
+        parser.error("several stores need --scaled N")
+    args.store = [s.resolve() for s in args.store]  # the notebook runs in a scratch folder
     params = {key: value for key, value in (("pose_weighting", args.pose_weighting), ("lam", args.lam))
               if value is not None}
-    result = measure(args.store, args.moves, args.param, params, args.screenshot)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "explorer_latency.json").write_text(json.dumps(result, indent=1))
-    print(f"\n| store | faces | slider | release → colours (median of {len(result['moves'])}) | release → up to date |"
-          f"\n|---|---|---|---|---|\n| {args.store.name} | {result['faces']} | {args.param} | "
+    result = measure(args.store, args.moves, args.param, args.scaled, args.load, args.screenshot, params)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    what = f"{args.scaled} scaled" if args.scaled else args.store[0].name
+    before, after = (" / ".join(f"{v:.1f}" for v in result[k]) for k in ("loadavg_before", "loadavg_after"))
+    print(f"\n| faces | slider | busy processes | load avg before → after | release → colours (median of "
+          f"{len(result['moves'])}) | release → up to date |\n|---|---|---|---|---|---|\n"
+          f"| {result['faces']} ({what}) | {args.param} | {args.load} | {before} → {after} | "
           f"{result['colours_median_ms']:.0f} ms | {result['settled_median_ms']:.0f} ms |")
     if result["untimed_moves"]:
         print(f"{result['untimed_moves']} move(s) changed no colour (not timed)")
