@@ -5,7 +5,8 @@ A thin view over :class:`~facecluster_widgets.review.session.ClusterSession` (al
 without a browser). The explorer composes panels (face, gallery, edit, export: one module each) and hands slider
 moves to two :class:`~.scheduler.LatestOnly` workers, each running only the newest request: one shows DBSCAN's
 result at once on the last run's clusters (k = "auto" only), the other clusters with k chosen again and gives up
-as soon as a newer move comes in. Errors land in an ``ipywidgets.Output`` inside the widget and the previous result stays on screen.
+as soon as a newer move comes in. Errors land in an ``ipywidgets.Output`` inside the widget and the previous
+result stays on screen.
 Selection is ONE list of face rows shown the same by the map (click, lasso), the gallery and the edit panel.
 """
 
