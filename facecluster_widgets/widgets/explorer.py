@@ -18,6 +18,7 @@ import threading
 import time
 import traceback
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import ipywidgets as w
@@ -51,6 +52,8 @@ log = logging.getLogger(__name__)
 DEBOUNCE = 0.02
 #: How long the full update waits for the quick view to be drawn first (seconds; it never waits longer).
 PREVIEW_FIRST = 2.0
+#: Then a pause for the browser to draw it (seconds): the k search's BLAS threads take both cores of a small machine.
+DRAW_GRACE = 0.25
 #: What each control means, shown as its tooltip and in the help line.
 HELP = {
     "eps": "ε: DBSCAN's radius on the fused distance. Faces with fewer than MinPts others within ε are noise "
@@ -85,6 +88,14 @@ def as_collection(store_or_faces: object, features: Features | dict | None = Non
 
         return FaceCollection.from_store(extract(store_or_faces))
     raise FaceclusterError(f"ClusterExplorer cannot read faces from a {type(store_or_faces).__name__}")
+
+
+@dataclass
+class _QuickView:
+    """One move's quick view, as the full update waits for it: finished (drawn or not) and whether it was drawn."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    drawn: bool = False
 
 
 def _plural(n: int, word: str) -> str:
@@ -278,14 +289,14 @@ class ClusterExplorer(w.VBox):
 
     def _schedule(self) -> None:
         self._set_busy(True)
-        params, previewed = self._params(), threading.Event()
-        self.previewing.request((self.clustering.generation + 1, params, previewed))
-        self.clustering.request((params, previewed))
+        params, quick = self._params(), _QuickView()
+        self.previewing.request((self.clustering.generation + 1, params, quick))
+        self.clustering.request((params, quick))
 
-    def _preview(self, request: tuple[int, dict, threading.Event], is_current) -> None:
+    def _preview(self, request: tuple[int, dict, _QuickView], is_current) -> None:
         """The quick view (k = "auto" only): DBSCAN's result on the last run's clusters, unless the full result of
         the same move is already drawn."""
-        generation, params, previewed = request
+        generation, params, signal = request
         try:
             quick = self.session.preview(**params)
             if quick is None:
@@ -293,15 +304,17 @@ class ClusterExplorer(w.VBox):
             with self._drawing:
                 if is_current() and self._full_shown < generation:  # every move asks both workers
                     self._guard(self._show_view, quick, "choosing k…")
+                    signal.drawn = True
         finally:
-            previewed.set()
+            signal.done.set()
 
-    def _cluster(self, request: tuple[dict, threading.Event], is_current) -> None:
+    def _cluster(self, request: tuple[dict, _QuickView], is_current) -> None:
         """The scheduler's work: the full update (k chosen again), started once the quick view is drawn (running
         both at once made each wait for the other's turn in Python: λ moves at 10,000 faces took 0.6–2.3 s to
         colours) and given up as soon as a newer move comes in."""
-        params, previewed = request
-        previewed.wait(PREVIEW_FIRST)
+        params, quick = request
+        if quick.done.wait(PREVIEW_FIRST) and quick.drawn and self.background:
+            time.sleep(DRAW_GRACE)  # the browser draws the quick view before the k search takes both cores
         if not is_current():
             return
         generation = self.clustering.generation
