@@ -16,6 +16,8 @@ import ipywidgets as w
 from ..errors import FaceclusterError
 from ..review.session import ClusterSession, ClusterView
 from ._gallery import Gallery
+from ._kit import Kit
+from ._pairs import Pairs
 from ._thumbs import Thumbnails, esc
 
 #: Candidates in the queue, "same person?" pairs listed, faces shown of each cluster of a pair.
@@ -35,8 +37,8 @@ class Host(Protocol):
     def edited(self, view: ClusterView, message: str) -> None: ...
 
 
-def _button(label: str, tip: str, action: Callable[[], None], guard: Callable) -> w.Button:
-    button = w.Button(description=label, tooltip=tip, layout=w.Layout(width="auto"))
+def _button(label: str, tip: str, action: Callable[[], None], guard: Callable, kit: Kit) -> w.Button:
+    button = w.Button(description=label, tooltip=tip, **kit.look(w.Button, width="auto"))
     button.on_click(lambda _b: guard(action))
     return button
 
@@ -44,13 +46,15 @@ def _button(label: str, tip: str, action: Callable[[], None], guard: Callable) -
 class EditPanel(w.VBox):
     """Corrections on the explorer's selection; :meth:`refresh` after every new view or selection."""
 
-    def __init__(self, host: Host, guard: Callable) -> None:
+    def __init__(self, host: Host, guard: Callable, kit: Kit | None = None) -> None:
+        self.kit = kit = kit or Kit()
+        html, box = kit.look(w.HTML), kit.look(w.Box)
         self.host = host
         self.queue_label: int | None = None  # the cluster whose possible matches are listed
-        self.selection_info = w.HTML()
+        self.selection_info = w.HTML(**html)
         self.selection_info.add_class("fc-edit-selection")
         self.name_text = w.Text(placeholder="name for the cluster of the focused face",
-                                layout=w.Layout(width="300px"))
+                                **kit.look(w.Text, width="300px"))
         specs = {
             "merge": ("merge clusters", "merge every cluster with a selected face into one", self.merge),
             "split": ("split off", "put the selected faces in a new cluster of their own", self.split),
@@ -64,35 +68,28 @@ class EditPanel(w.VBox):
             "undo": ("undo", "take back the last correction", self.undo),
             "redo": ("redo", "put back the correction undone last", self.redo),
         }
-        self.buttons = {key: _button(label, tip, action, guard) for key, (label, tip, action) in specs.items()}
-        self.matches_title = w.HTML()
+        self.buttons = {key: _button(label, tip, action, guard, kit) for key, (label, tip, action) in specs.items()}
+        self.matches_title = w.HTML(**html)
         self.matches_title.add_class("fc-matches-title")
-        self.matches = Gallery()
+        self.matches = Gallery(**kit.look(Gallery))
         self.matches.add_class("fc-matches")
         self.pairs_title = w.HTML("<b>Same person?</b> <small>cluster pairs whose faces sit nearest each other's "
-                                  "centre, nearest first</small>")
-        self.pair_rows = []
-        self.pair_merge = []
-        for i in range(PAIRS):
-            faces = w.HTML()
-            faces.add_class("fc-pair")
-            button = w.Button(description="merge", tooltip="merge these two clusters", layout=w.Layout(width="70px"))
-            button.on_click(lambda _b, i=i: guard(self.merge_pair, i))
-            self.pair_rows.append(w.HBox([button, faces], layout=w.Layout(display="none", align_items="center")))
-            self.pair_merge.append(button)
+                                  "centre, nearest first</small>", **html)
+        self.pairs = Pairs(**kit.look(Pairs))
+        self.pairs.observe(lambda c: guard(self._merge_clicked, c["new"]), names=["merge"])
         self._pairs: list = []
-        self.info = w.HTML()
+        self.info = w.HTML(**html)
         self.info.add_class("fc-edit-info")
         b = self.buttons
         super().__init__([
             self.selection_info,
-            w.HBox([b["merge"], b["split"], b["not_person"], b["undo"], b["redo"]]),
-            w.HBox([self.name_text, b["name"]]),
+            w.HBox([b["merge"], b["split"], b["not_person"], b["undo"], b["redo"]], **box),
+            w.HBox([self.name_text, b["name"]], **box),
             w.HTML("<b>Possible matches</b> <small>(faces in no cluster nearest the cluster's centre; click one or "
-                   "several, then add them or say they are not this person)</small>"),
-            self.matches_title, self.matches, w.HBox([b["accept"], b["reject"], b["unknown"]]),
-            self.pairs_title, *self.pair_rows, self.info,
-        ])
+                   "several, then add them or say they are not this person)</small>", **html),
+            self.matches_title, self.matches, w.HBox([b["accept"], b["reject"], b["unknown"]], **box),
+            self.pairs_title, self.pairs, self.info,
+        ], **box)
 
     # -- drawing ---------------------------------------------------------------------------------
     def refresh(self, view: ClusterView) -> None:
@@ -135,21 +132,13 @@ class EditPanel(w.VBox):
     def _refresh_pairs(self, view: ClusterView) -> None:
         self._pairs = self.host.session.similar_pairs(PAIRS, view)
         thumbs = self.host.thumbs
-        for i, row in enumerate(self.pair_rows):
-            if i >= len(self._pairs):
-                row.layout.display = "none"
-                continue
-            pair = self._pairs[i]
-            parts = []
-            for label in (pair.a, pair.b):
-                faces = "".join(f'<img src="{thumbs.uri(int(r))}" width="40" height="40" '
-                                f'style="object-fit:cover;margin:1px">'
-                                for r in view.members(label)[:PAIR_FACES])
-                parts.append(f"<span style='display:inline-block;width:190px'><small>{esc(view.name_of(label))} "
-                             f"· {view.members(label).size}</small><br>{faces}</span>")
-            row.children[1].value = ("<div style='display:flex;gap:8px;align-items:center'>" + parts[0]
-                                     + f"<small>{pair.distance:.2f}</small>" + parts[1] + "</div>")
-            row.layout.display = "flex"
+
+        def side(label: int) -> dict:
+            members = view.members(label)
+            return {"label": int(label), "title": f"{view.name_of(label)} · {members.size}",
+                    "faces": [thumbs.uri(int(r)) for r in members[:PAIR_FACES]]}
+
+        self.pairs.pairs = [{"a": side(p.a), "b": side(p.b), "distance": f"{p.distance:.2f}"} for p in self._pairs]
 
     # -- actions -----------------------------------------------------------------------------------
     @property
@@ -163,7 +152,14 @@ class EditPanel(w.VBox):
         chosen = self._clusters_of(self.host.selected)
         self.host.edited(self.host.session.merge(chosen), f"merged {len(chosen)} clusters")
 
+    def _merge_clicked(self, click: dict) -> None:
+        i = int(click.get("i", -1))
+        if not 0 <= i < len(self._pairs) or (self._pairs[i].a, self._pairs[i].b) != (click.get("a"), click.get("b")):
+            raise FaceclusterError("the 'same person?' list changed before the click arrived; nothing was merged")
+        self.merge_pair(i)
+
     def merge_pair(self, i: int) -> None:
+        """Merge the ``i``-th listed pair (nearest first)."""
         pair = self._pairs[i]
         names = (self.view.name_of(pair.a), self.view.name_of(pair.b))
         self.host.edited(self.host.session.merge([pair.a, pair.b]), f"merged {names[0]} and {names[1]}")

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import ipywidgets as w
 
+from ._kit import Kit
 from ._thumbs import esc
 
 FORMATS = (("CSV table", "csv"), ("JSON table", "json"), ("folders of links", "symlink"),
@@ -16,17 +17,19 @@ FORMATS = (("CSV table", "csv"), ("JSON table", "json"), ("folders of links", "s
 class ExportPanel(w.VBox):
     """Path, format, button and ONE message line (success or error, the latest only)."""
 
-    def __init__(self, export: Callable[[str, str], object]) -> None:
+    def __init__(self, export: Callable[[str, str], object], kit: Kit | None = None) -> None:
+        kit = kit or Kit()
         self._export = export
-        self.path = w.Text(value="facecluster-export", description="to", layout=w.Layout(width="360px"))
-        self.format = w.Dropdown(options=FORMATS, value="csv", layout=w.Layout(width="170px"))
-        self.button = w.Button(description="export", layout=w.Layout(width="90px"))
+        self.path = w.Text(value="facecluster-export", description="to", **kit.look(w.Text, width="360px"))
+        self.format = w.Dropdown(options=FORMATS, value="csv", **kit.look(w.Dropdown, width="170px"))
+        self.button = w.Button(description="export", **kit.look(w.Button, width="90px"))
         self.button.on_click(lambda _b: self.run())
-        self.result = w.HTML()
+        self.result = w.HTML(**kit.look(w.HTML))
         self.result.add_class("fc-export-result")
         self.path.observe(lambda _c: self._clear(), names=["value"])
         self.format.observe(lambda _c: self._clear(), names=["value"])
-        super().__init__([w.HBox([self.path, self.format, self.button]), self.result])
+        super().__init__([w.HBox([self.path, self.format, self.button], **kit.look(w.Box)), self.result],
+                         **kit.look(w.Box))
         self.add_class("fc-export")
 
     def _clear(self) -> None:

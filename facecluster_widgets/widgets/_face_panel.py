@@ -9,6 +9,7 @@ from ..errors import FaceclusterError
 from ..review.collection import FaceCollection
 from ..review.session import ClusterView
 from ..standardize import standardise
+from ._kit import Kit
 from ._thumbs import crop_around, draw_landmarks, encode, esc
 from .mesh_viewer import MeshViewer
 
@@ -18,21 +19,23 @@ STEP_TITLES = ("grey (NTSC)", "aligned", "CLAHE")
 class FacePanel(w.HBox):
     """``FacePanel(faces, mesh=True)``; :meth:`show` draws a face, :meth:`retitle` refreshes its cluster line."""
 
-    def __init__(self, faces: FaceCollection, mesh: bool = True) -> None:
+    def __init__(self, faces: FaceCollection, mesh: bool = True, kit: Kit | None = None) -> None:
+        kit = kit or Kit()
+        html, box = kit.look(w.HTML), kit.look(w.Box)
         self.faces = faces
         self.row = -1
-        self.title = w.HTML()
+        self.title = w.HTML(**html)
         self.title.add_class("fc-face-title")
-        self.photo = w.Image(format="png", layout=w.Layout(max_width="260px", max_height="260px",
-                                                           object_fit="contain"))
-        self.steps = [w.Image(format="png", layout=w.Layout(width="112px", height="112px")) for _ in STEP_TITLES]
-        labels = [w.HTML(f"<small>{t}</small>") for t in STEP_TITLES]
-        self.mesh = MeshViewer(faces, height=320) if mesh else None
-        if self.mesh is not None:
-            self.mesh.layout.width = "460px"  # a narrower canvas: the face fills more of it
-        steps = w.HBox([w.VBox([img, label]) for img, label in zip(self.steps, labels, strict=True)])
-        left = w.VBox([self.title, w.HBox([self.photo]), steps], layout=w.Layout(width="420px"))
-        super().__init__([left] + ([self.mesh] if self.mesh is not None else []))
+        self.photo = w.Image(format="png", **kit.look(w.Image, max_width="260px", max_height="260px",
+                                                       object_fit="contain"))
+        self.steps = [w.Image(format="png", **kit.look(w.Image, width="112px", height="112px"))
+                      for _ in STEP_TITLES]
+        labels = [w.HTML(f"<small>{t}</small>", **html) for t in STEP_TITLES]
+        # a narrower canvas than the viewer's own: the face fills more of it
+        self.mesh = MeshViewer(faces, height=320, kit=kit, width="460px") if mesh else None
+        steps = w.HBox([w.VBox([img, label], **box) for img, label in zip(self.steps, labels, strict=True)], **box)
+        left = w.VBox([self.title, w.HBox([self.photo], **box), steps], **kit.look(w.Box, width="420px"))
+        super().__init__([left] + ([self.mesh] if self.mesh is not None else []), **box)
         self.add_class("fc-face-panel")
 
     def retitle(self, view: ClusterView, note: str = "") -> None:

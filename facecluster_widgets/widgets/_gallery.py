@@ -16,6 +16,7 @@ import ipywidgets as w
 import traitlets
 
 from ..viz.figure_widget import STARTED_MARK
+from ._kit import Kit
 
 #: Clusters per gallery page and faces drawn per cluster (the rest is counted: "+37").
 PAGE = 30
@@ -126,31 +127,34 @@ class GalleryPanel(w.VBox):
     a filter matches (each face's path relative to the collection); ``thumbs.uri(row)`` its picture.
     """
 
-    def __init__(self, rows_for: Callable[[str, str], list], names: Sequence[str], thumbs: object) -> None:
+    def __init__(self, rows_for: Callable[[str, str], list], names: Sequence[str], thumbs: object,
+                 kit: Kit | None = None) -> None:
+        kit = kit or Kit()
         self._rows_for, self._names, self._thumbs = rows_for, names, thumbs
         self.page = 0
-        self.gallery = Gallery()
+        self.gallery = Gallery(**kit.look(Gallery))
         self.gallery.add_class("fc-gallery-widget")
         self.cluster_order = w.Dropdown(options=[("largest first", "size"), ("tightest first", "spread"),
                                                  ("by name", "name")], value="size", description="clusters",
-                                        layout=w.Layout(width="200px"))
+                                        **kit.look(w.Dropdown, width="200px"))
         self.face_order = w.Dropdown(options=[("closest to centre", "closest"), ("farthest first", "farthest")],
-                                     value="closest", description="faces", layout=w.Layout(width="200px"))
-        self.filter = w.Text(placeholder="filter: file or cluster name", layout=w.Layout(width="220px"),
+                                     value="closest", description="faces", **kit.look(w.Dropdown, width="200px"))
+        self.filter = w.Text(placeholder="filter: file or cluster name", **kit.look(w.Text, width="220px"),
                              continuous_update=False)
         self.min_size = w.BoundedIntText(value=1, min=1, max=100_000, description="size ≥",
-                                         layout=w.Layout(width="120px"), style={"description_width": "initial"})
-        self.previous = w.Button(description="◀", tooltip="previous page", layout=w.Layout(width="36px"))
-        self.next = w.Button(description="▶", tooltip="next page", layout=w.Layout(width="36px"))
-        self.count = w.HTML()
+                                         **kit.look(w.BoundedIntText, style={"description_width": "initial"},
+                                                    width="120px"))
+        self.previous = w.Button(description="◀", tooltip="previous page", **kit.look(w.Button, width="36px"))
+        self.next = w.Button(description="▶", tooltip="next page", **kit.look(w.Button, width="36px"))
+        self.count = w.HTML(**kit.look(w.HTML))
         self.count.add_class("fc-gallery-count")
         for control in (self.cluster_order, self.face_order, self.filter, self.min_size):
             control.observe(lambda _c: self.refresh(first_page=True), names=["value"])
         self.previous.on_click(lambda _b: self.turn(-1))
         self.next.on_click(lambda _b: self.turn(+1))
-        super().__init__([w.HBox([self.cluster_order, self.face_order, self.filter, self.min_size]),
-                          w.HBox([self.previous, self.next, self.count], layout=w.Layout(align_items="center")),
-                          self.gallery])
+        super().__init__([w.HBox([self.cluster_order, self.face_order, self.filter, self.min_size], **kit.look(w.Box)),
+                          w.HBox([self.previous, self.next, self.count], **kit.look(w.Box, align_items="center")),
+                          self.gallery], **kit.look(w.Box))
         self._view = None
 
     def _matching(self) -> tuple[list, list]:

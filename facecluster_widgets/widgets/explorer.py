@@ -42,6 +42,7 @@ from ._export_panel import ExportPanel
 from ._face_panel import FacePanel
 from ._gallery import GalleryPanel
 from ._hover import HoverCard
+from ._kit import Kit
 from ._thumbs import Thumbnails, esc
 from .scheduler import LatestOnly, run_now
 
@@ -116,7 +117,9 @@ class ClusterExplorer(w.VBox):
     def __init__(self, store_or_faces: object, features: Features | dict | None = None, *,
                  projection: str | None = None, background: bool = True, debounce: float = DEBOUNCE,
                  mesh: bool = True, session: ClusterSession | None = None, **params: object) -> None:
-        super().__init__()
+        kit = Kit()  # the layouts and styles this explorer's widgets share (a page reload rebuilds every model)
+        super().__init__(layout=kit.layout())
+        self.kit = kit
         faces = session.faces if session is not None else as_collection(store_or_faces, features)
         self.faces = faces
         self.session = session or ClusterSession(faces, **params)
@@ -137,22 +140,22 @@ class ClusterExplorer(w.VBox):
                                   on_error=lambda exc: self._report(exc, "the map failed; the previous map is kept"))
         view = self.session.view
         self._build_controls(view.params, projection or default_method(len(faces)))
-        self.face = FacePanel(faces, mesh)
+        self.face = FacePanel(faces, mesh, kit=kit)
         self.mesh = self.face.mesh
         self.gallery_panel = GalleryPanel(
             lambda cluster_order, face_order: self.session.gallery(self.view, cluster_order=cluster_order,
                                                                    face_order=face_order),
-            faces.relative_names, self.thumbs)
+            faces.relative_names, self.thumbs, kit=kit)
         self.gallery = self.gallery_panel.gallery
-        self.edit = EditPanel(self, self._guard)
+        self.edit = EditPanel(self, self._guard, kit=kit)
         self.buttons = self.edit.buttons
         self.matches = self.edit.matches
-        self.export_panel = ExportPanel(lambda path, fmt: self.export(path, fmt))
+        self.export_panel = ExportPanel(lambda path, fmt: self.export(path, fmt), kit=kit)
         self.map_xy = self.session.projection(self.projection.value)
         self._map_changed = False
         self.figure = projection_figure(self.map_xy, view.labels, hover_text=hover_texts(faces.relative_names),
                                         height=470, color_by="cluster")
-        self.hover_card = HoverCard()
+        self.hover_card = HoverCard(**kit.look(HoverCard))
         for trace in self.figure.data[:2]:  # point i of either trace is face i
             trace.on_hover(self._on_hover)
             trace.on_click(self._on_click)
@@ -173,42 +176,41 @@ class ClusterExplorer(w.VBox):
 
     # -- building ------------------------------------------------------------------------------
     def _build_controls(self, params: dict, projection: str) -> None:
-        style = {"description_width": "initial"}
-        row = w.Layout(width="230px")
+        kit = self.kit
+        slider = kit.look(w.FloatSlider, style={"description_width": "initial"}, width="230px")
         self.eps = w.FloatSlider(value=float(params["eps"]), min=0.05, max=1.5, step=0.01, description="ε",
-                                 tooltip=HELP["eps"], continuous_update=False, readout_format=".2f", layout=row,
-                                 style=style)
+                                 tooltip=HELP["eps"], continuous_update=False, readout_format=".2f", **slider)
         self.min_samples = w.IntSlider(value=int(params["min_samples"]), min=1, max=20, description="MinPts",
-                                       tooltip=HELP["min_samples"], continuous_update=False, layout=row, style=style)
+                                       tooltip=HELP["min_samples"], continuous_update=False, **slider)
         self.lam = w.FloatSlider(value=float(params["lam"]), min=0.0, max=1.0, step=0.05, description="λ (2D)",
-                                 tooltip=HELP["lam"], continuous_update=False, readout_format=".2f", layout=row,
-                                 style=style)
+                                 tooltip=HELP["lam"], continuous_update=False, readout_format=".2f", **slider)
         auto = params["n_clusters"] == "auto"
         n_max = max(2, min(300, len(self.faces) - 1))
         self.k = w.IntSlider(value=2 if auto else int(params["n_clusters"]), min=1, max=n_max, description="k",
-                             tooltip=HELP["k"], continuous_update=False, disabled=auto, layout=row, style=style)
-        self.auto_k = w.Checkbox(value=auto, description="auto k", indent=False, layout=w.Layout(width="80px"),
+                             tooltip=HELP["k"], continuous_update=False, disabled=auto, **slider)
+        self.auto_k = w.Checkbox(value=auto, description="auto k", indent=False, **kit.look(w.Checkbox, width="80px"),
                                  tooltip="choose k by the silhouette on the fused distance")
         self.fusion = w.Dropdown(options=[("fused metric", "metric"), ("concatenation", "concat")],
-                                 value=params["fusion"], description="fusion", layout=w.Layout(width="200px"),
+                                 value=params["fusion"], description="fusion", **kit.look(w.Dropdown, width="200px"),
                                  tooltip="how the 2D and 3D distances are combined")
         self.projection = w.Dropdown(options=[(p.upper() if p != "tsne" else "t-SNE", p) for p in PROJECTIONS],
-                                     value=projection, description="map", layout=w.Layout(width="150px"),
+                                     value=projection, description="map", **kit.look(w.Dropdown, width="150px"),
                                      tooltip="how the faces are laid out in 2D (positions only; clusters do not "
                                              "depend on it)")
         self.reproject = w.Button(description="re-map at λ", tooltip="recompute the map at the current λ and fusion",
-                                  layout=w.Layout(width="110px"))
+                                  **kit.look(w.Button, width="110px"))
         self.color_by = w.Dropdown(options=[c for c in COLOR_BY if self._colour_values(c) is not False],
-                                   value="cluster", description="colour", layout=w.Layout(width="170px"),
+                                   value="cluster", description="colour", **kit.look(w.Dropdown, width="170px"),
                                    tooltip="what the colours of the map show")
+        html = kit.look(w.HTML)
         self.help = w.HTML("<small>" + " · ".join(esc(HELP[k]) for k in ("eps", "min_samples", "lam", "k"))
-                           + "</small>")
+                           + "</small>", **html)
         self.help.add_class("fc-help")
-        self.status = w.HTML()
+        self.status = w.HTML(**html)
         self.status.add_class("fc-status")
-        self.timings = w.HTML()
+        self.timings = w.HTML(**html)
         self.timings.add_class("fc-timings")
-        self.errors = w.Output(layout=w.Layout(max_height="160px", overflow="auto"))
+        self.errors = w.Output(**kit.look(w.Output, max_height="160px", overflow="auto"))
         self.errors.add_class("fc-errors")
         for control in (self.eps, self.min_samples, self.lam, self.k, self.fusion):
             control.observe(self._on_param, names=["value"])
@@ -218,20 +220,22 @@ class ClusterExplorer(w.VBox):
         self.color_by.observe(lambda _: self._guard(self._restyle), names=["value"])
 
     def _layout(self) -> None:
+        kit = self.kit
+        box = kit.look(w.Box)
         controls = w.VBox([
-            w.HBox([self.eps, self.min_samples, self.lam, self.k, self.auto_k]),
-            w.HBox([self.fusion, self.projection, self.reproject, self.color_by]),
+            w.HBox([self.eps, self.min_samples, self.lam, self.k, self.auto_k], **box),
+            w.HBox([self.fusion, self.projection, self.reproject, self.color_by], **box),
             self.help,
-            w.HBox([self.status, self.timings], layout=w.Layout(justify_content="space-between")),
-        ])
-        self.metrics = w.HTML()
+            w.HBox([self.status, self.timings], **kit.look(w.Box, justify_content="space-between")),
+        ], **box)
+        self.metrics = w.HTML(**kit.look(w.HTML))
         self.metrics.add_class("fc-metrics")
-        side = w.VBox([self.metrics, self.hover_card], layout=w.Layout(width="300px", padding="0 0 0 8px"))
-        tabs = w.Tab(children=[self.gallery_panel, self.edit, self.export_panel])
+        side = w.VBox([self.metrics, self.hover_card], **kit.look(w.Box, width="300px", padding="0 0 0 8px"))
+        tabs = w.Tab(children=[self.gallery_panel, self.edit, self.export_panel], **box)
         for i, title in enumerate(("Gallery", "Edit", "Export")):
             tabs.set_title(i, title)
         self.tabs = tabs
-        self.children = [controls, w.HBox([self.figure, side]), self.face, tabs, self.errors]
+        self.children = [controls, w.HBox([self.figure, side], **box), self.face, tabs, self.errors]
 
     # -- state from the controls -------------------------------------------------------------
     def _params(self) -> dict:
@@ -510,12 +514,14 @@ class ClusterExplorer(w.VBox):
     # -- life cycle -------------------------------------------------------------------------
     def close(self) -> None:
         """Close every widget model this explorer made (controls, map, panels, their layouts and styles) and stop
-        its worker threads. Until closed, a kernel keeps an explorer's ~300 models even when no cell shows it, and a
+        its worker threads. Until closed, a kernel keeps an explorer's ~120 models even when no cell shows it, and a
         page (re)load rebuilds them all: close an explorer a new one replaces."""
         self.clustering.close()
+        self.previewing.close()
         self.mapping.close()
         for widget in reversed(widget_tree(self)[1:]):
             w.Widget.close(widget)  # ipywidgets' own: k3d's Plot.close only clears its outputs, its model stays
+        self.kit.close()  # a shared layout or style no widget holds any more
         super().close()
 
     # -- errors -----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from ..errors import FaceclusterError
 from ..recon.morphable import load_morphable_model
 from ..review.collection import FaceCollection
 from ..viz.mesh import CURVATURE_RANGE, Surface, identity_surface, mediapipe_surface, mesh_plot, update_mesh_plot
+from ._kit import Kit
 from ._thumbs import esc
 
 log = logging.getLogger(__name__)
@@ -24,24 +25,27 @@ log = logging.getLogger(__name__)
 class MeshViewer(w.VBox):
     """``MeshViewer(faces, row)``; :meth:`show` switches to another face. ``faces``: a FaceCollection or a store.
 
-    ``kind``: "auto" (the 3DMM identity shape, else mediapipe's mesh), "identity" or "mediapipe".
+    ``kind``: "auto" (the 3DMM identity shape, else mediapipe's mesh), "identity" or "mediapipe"; ``kit``: the
+    layouts and styles of the explorer it is part of; ``width``: of the viewer (CSS, default: all there is).
     """
 
     def __init__(self, faces: FaceCollection | object, row: int | None = None, *, height: int = 320,
-                 paths: bool = True, kind: str = "auto", model_path: str | None = None) -> None:
+                 paths: bool = True, kind: str = "auto", model_path: str | None = None, kit: Kit | None = None,
+                 width: str | None = None) -> None:
         if kind not in ("auto", "identity", "mediapipe"):
             raise FaceclusterError(f"MeshViewer kind must be auto, identity or mediapipe, got {kind!r}")
         self.faces = faces if isinstance(faces, FaceCollection) else FaceCollection.from_store(faces)
         self.height, self.paths, self.kind, self.model_path = height, paths, kind, model_path
-        self.caption = w.HTML()
+        kit = kit or Kit()
+        self.caption = w.HTML(**kit.look(w.HTML))
         self.caption.add_class("fc-mesh-caption")
         self.plot = None
         self.surface: Surface | None = None
         self.row: int | None = None
         self._extractor: DescriptorExtractor | None = None
-        self._holder = w.Box(layout=w.Layout(width="100%", min_height=f"{height}px"))
+        self._holder = w.Box(**kit.look(w.Box, width="100%", min_height=f"{height}px"))
         self._holder.add_class("fc-mesh")
-        super().__init__([self._holder, self.caption])
+        super().__init__([self._holder, self.caption], **kit.look(w.Box, **({"width": width} if width else {})))
         if row is not None:
             self.show(row)
 
