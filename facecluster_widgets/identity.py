@@ -23,7 +23,8 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .errors import FaceclusterError, ModelFileError, ModelMissingError
+from .errors import FaceclusterError, ModelFileError
+from .io.model_files import read_versioned_npz
 
 log = logging.getLogger(__name__)
 
@@ -123,24 +124,11 @@ def packaged_path() -> Path:
 def load_identity_projection(path: str | os.PathLike | None = None) -> IdentityProjection:
     """Read a projection written by :meth:`IdentityProjection.save` (default: the packaged one)."""
     file = Path(path) if path is not None else packaged_path()
-    if not file.is_file():
-        raise ModelMissingError(f"identity projection file not found: {file}; train one with "
-                                f"scripts/train_identity_projection.py (the package ships it as data/{PACKAGED_FILE})")
+    data = read_versioned_npz(file, "identity projection", _KEYS, FORMAT_VERSION,
+                              f"train one with scripts/train_identity_projection.py (the package ships it as "
+                              f"data/{PACKAGED_FILE})")
     try:
-        with np.load(file, allow_pickle=False) as data:
-            missing = [k for k in _KEYS if k not in data.files]
-            if missing:
-                raise ModelFileError(f"{file}: not an identity projection (missing {missing})")
-            version = int(data["format"])
-            if version != FORMAT_VERSION:
-                raise ModelFileError(f"{file}: identity projection format {version}, expected {FORMAT_VERSION}")
-            mean, components, meta = data["mean"], data["components"], json.loads(str(data["meta"]))
-    except ModelFileError:
-        raise
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelFileError(f"{file}: unreadable identity projection ({exc})") from exc
-    try:
-        return IdentityProjection(mean=mean, components=components, meta=meta)
+        return IdentityProjection(mean=data["mean"], components=data["components"], meta=data["meta"])
     except FaceclusterError as exc:
         raise ModelFileError(f"{file}: {exc}") from exc
 

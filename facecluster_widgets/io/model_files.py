@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from ..errors import ModelFileError, ModelMissingError
 
@@ -46,3 +50,29 @@ class PackagedModel:
 def sha256_of(path: Path) -> str:
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def read_versioned_npz(file: str | os.PathLike, what: str, keys: tuple[str, ...], version: int,
+                       hint: str) -> dict[str, object]:
+    """The arrays of a small ``.npz`` data file this package writes (a ``format`` number and a JSON ``meta``
+    string among ``keys``), with ``meta`` parsed. One reader, so every such file fails the same way: missing →
+    :class:`ModelMissingError` with ``hint`` (how to get one), unreadable / wrong keys / other format →
+    :class:`ModelFileError` naming the file and ``what`` it should have been."""
+    file = Path(file)
+    if not file.is_file():
+        raise ModelMissingError(f"{what} file not found: {file}; {hint}")
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            missing = [k for k in keys if k not in data.files]
+            if missing:
+                raise ModelFileError(f"{file}: not a {what} (missing {missing})")
+            found = int(data["format"])
+            if found != version:
+                raise ModelFileError(f"{file}: {what} format {found}, expected {version}")
+            out: dict[str, object] = {k: np.asarray(data[k]) for k in keys if k not in ("format", "meta")}
+            out["meta"] = json.loads(str(data["meta"]))
+    except ModelFileError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelFileError(f"{file}: unreadable {what} ({exc})") from exc
+    return out

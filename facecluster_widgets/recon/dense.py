@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
-from ..errors import FaceclusterError, ModelFileError, ModelMissingError
+from ..errors import FaceclusterError, ModelFileError
+from ..io.model_files import read_versioned_npz
 from . import mediapipe_topology as topo
 from .morphable import (
     FitSettings,
@@ -99,19 +100,13 @@ def packaged_path() -> Path:
 def load_correspondence(path: str | Path | None = None) -> MeshCorrespondence:
     """Read a correspondence written by :meth:`MeshCorrespondence.save` (default: the packaged one)."""
     file = Path(path) if path is not None else packaged_path()
-    if not file.is_file():
-        raise ModelMissingError(f"mesh correspondence file not found: {file}; build one with "
-                                f"scripts/build_mesh_correspondence.py (the package ships data/{PACKAGED_FILE})")
+    data = read_versioned_npz(file, "mesh correspondence", ("format", "mesh", "model", "distance", "meta"),
+                              FORMAT_VERSION, f"build one with scripts/build_mesh_correspondence.py (the package "
+                              f"ships data/{PACKAGED_FILE})")
     try:
-        with np.load(file, allow_pickle=False) as data:
-            if int(data["format"]) != FORMAT_VERSION:
-                raise ModelFileError(f"{file}: correspondence format {int(data['format'])}, "
-                                     f"expected {FORMAT_VERSION}")
-            return MeshCorrespondence(mesh=data["mesh"], model=data["model"], distance=data["distance"],
-                                      meta=json.loads(str(data["meta"])))
-    except ModelFileError:
-        raise
-    except (OSError, ValueError, KeyError, TypeError, FaceclusterError) as exc:
+        return MeshCorrespondence(mesh=data["mesh"], model=data["model"], distance=data["distance"],
+                                  meta=data["meta"])
+    except FaceclusterError as exc:
         raise ModelFileError(f"{file}: unreadable mesh correspondence ({exc})") from exc
 
 
