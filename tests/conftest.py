@@ -57,6 +57,14 @@ def umist(datasets_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def model():
+    """The shared ICT morphable model, loaded once per run (the 3DMM tests only read it)."""
+    from facecluster_widgets.recon.morphable import load_morphable_model
+
+    return load_morphable_model()
+
+
+@pytest.fixture(scope="session")
 def dlib_points68():
     """``points68(rgb, upsample=1)``: dlib's HOG detector + 68-point predictor on the largest face, as a
     reference independent of the toolkit's own detectors (tests compare stages against it)."""

@@ -19,16 +19,10 @@ from facecluster_widgets.recon.dense import (
 )
 from facecluster_widgets.recon.morphable import (
     LandmarkFitter,
-    load_morphable_model,
     project,
     rotation_angles,
     rotation_from_angles,
 )
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_morphable_model()
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,7 @@ from facecluster_widgets.descriptors import (
     vertex_curvatures,
 )
 from facecluster_widgets.errors import FaceclusterError
-from facecluster_widgets.recon.morphable import LandmarkFitter, load_morphable_model, mirror_landmarks
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_morphable_model()
+from facecluster_widgets.recon.morphable import LandmarkFitter, mirror_landmarks
 
 
 @pytest.fixture(scope="module")

@@ -21,11 +21,6 @@ from facecluster_widgets.recon.morphable import (
 
 
 @pytest.fixture(scope="module")
-def model():
-    return load_morphable_model()
-
-
-@pytest.fixture(scope="module")
 def real_points(lfw10: Path, dlib_points68) -> np.ndarray:
     """dlib's 68 landmarks of one real LFW photo."""
     from facecluster_widgets.io.images import read_image

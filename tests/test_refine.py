@@ -15,7 +15,6 @@ from facecluster_widgets.recon import render as renderer  # noqa: E402
 from facecluster_widgets.recon.morphable import (  # noqa: E402
     LandmarkFitter,
     MorphableFit,
-    load_morphable_model,
     rotation_from_angles,
     synthesise_landmarks,
 )
@@ -35,11 +34,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_morphable_model()
 
 
 def _grid(x0: float, y0: float, side: float, cells: int, depth: float) -> tuple[torch.Tensor, torch.Tensor,
