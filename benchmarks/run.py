@@ -56,7 +56,8 @@ HYBRID_DENSE = "hybrid_dense"
 #: tried): the dense hybrid keeps the 2D, 3D and fused float32 matrices plus the core submatrix (4 × 4 B); the
 #: k-means peers on the fused metric build 2D, 3D and fused matrices (3 × 4 B); average linkage takes scipy's
 #: condensed float64 distances and sklearn's copy of them (2 × 8 B / 2).
-NXN_BYTES = {HYBRID_DENSE: 16, "2d_kmeans": 12, "late_fusion": 12, "true_k_kmeans": 12, "agglomerative_2d": 8}
+NXN_BYTES = {HYBRID_DENSE: 16, "2d_kmeans": 12, "2d_kmeans_true_k": 12, "late_fusion": 12, "true_k_kmeans": 12,
+             "agglomerative_2d": 8}
 #: A method whose time, extrapolated from the two previous sizes (exponent 2 when there is one), exceeds this
 #: many budgets is not tried at the next size.
 PREDICTED_BUDGETS = 2.0
