@@ -14,8 +14,11 @@ from k3d.plot import Plot
 from facecluster_widgets.viz.charts import curvature_histograms, lam_curve, sweep_heatmap
 from facecluster_widgets.viz.mesh import Surface, mesh_plot, update_mesh_plot
 from facecluster_widgets.viz.scatter import (
+    LABEL_CHAR_WIDTH,
+    LABEL_HEIGHT,
     NOISE_COLOUR,
     NOISE_SYMBOL,
+    cluster_centres,
     colouring,
     hover_texts,
     projection_figure,
@@ -92,6 +95,33 @@ def test_continuous_and_categorical_colourings():
 def test_hover_text_escapes_file_names():
     text = hover_texts([HOSTILE])[0]
     assert "<img" not in text and text == "&lt;img src=x onerror=alert(1)&gt;.jpg"
+
+
+def test_cluster_labels_sit_at_centres_largest_first_and_never_cover_each_other():
+    rng = np.random.default_rng(1)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
+    sizes = [9, 7, 5, 3]
+    xy = np.concatenate([c + rng.normal(scale=0.1, size=(n, 2)) for c, n in zip(centres, sizes, strict=True)])
+    labels = np.repeat(np.arange(4), sizes)
+    notes = cluster_centres(xy, labels, names={2: HOSTILE})
+    assert [a["text"] for a in notes] == ["0", "1", "&lt;img src=x onerror=alert(1)&gt;.jpg", "3"]  # largest first
+    assert np.allclose([[a["x"], a["y"]] for a in notes], centres, atol=0.2)
+    assert len(cluster_centres(xy, labels, limit=2)) == 2
+
+    # a smaller cluster whose centre lies under a larger one's label is left unlabelled; noise never gets one
+    xy2 = np.concatenate([xy, [[0.05, 0.05]] * 2, [[5.0, 5.0]] * 4])
+    labels2 = np.concatenate([labels, [4, 4], [-1] * 4])
+    assert [a["text"] for a in cluster_centres(xy2, labels2)] == ["0", "1", "2", "3"]
+    # 1,000 clusters packed in one cloud (the 10,000-face map): the labels shown do not overlap
+    many = rng.normal(size=(10_000, 2))
+    kept = cluster_centres(many, np.arange(10_000) % 1_000)
+    spots = np.array([[a["x"], a["y"]] for a in kept]) / np.ptp(many, axis=0)
+    halves = np.array([LABEL_CHAR_WIDTH * (len(a["text"]) + 1) / 2 for a in kept])
+    gaps = np.abs(spots[:, None] - spots[None])
+    np.fill_diagonal(gaps[..., 0], np.inf)
+    covered = (gaps[..., 0] < halves[:, None] + halves[None]) & (gaps[..., 1] < LABEL_HEIGHT)
+    assert 0 < len(kept) < 150 and not covered.any()
+    assert cluster_centres(xy, np.full(len(xy), -1)) == []
 
 
 def _sweep_frame():

@@ -36,6 +36,11 @@ NOISE_SIZE = 8.0
 GREY = len(PALETTE)
 #: Clusters whose id is written at their centre on the map (largest first): 48 colours repeat over ~120 clusters.
 CENTRE_LABELS = 150
+#: A label's size as a share of the map's extent (x per character, y per line), for an 11 px font on the explorer's
+#: ~480 × 380 px map: a label that would cover a larger cluster's is left out (at 10,000 faces, ~770 clusters on one
+#: PCA cloud, the 150 largest ids had merged into a grey mass no one could read).
+LABEL_CHAR_WIDTH = 0.013
+LABEL_HEIGHT = 0.04
 #: Opacity of the faces outside a selection (the selection itself is drawn at full opacity).
 FADED = 0.35
 
@@ -117,19 +122,31 @@ def hover_texts(names: Sequence[str]) -> np.ndarray:
 
 def cluster_centres(xy: np.ndarray, labels: np.ndarray, names: dict[int, str] | None = None,
                     limit: int = CENTRE_LABELS) -> list[dict]:
-    """Each cluster's id (its name when named) written at the median position of its faces, for the ``limit``
-    largest clusters: plotly annotations (drawn above the WebGL points, never catching the mouse)."""
+    """Each cluster's id (its name when named) written at the median position of its faces, largest clusters
+    first, up to ``limit`` labels, leaving out a label that would cover one already placed: plotly annotations
+    (drawn above the WebGL points, never catching the mouse)."""
     labels = np.asarray(labels)
     ok = (labels >= 0) & np.isfinite(xy).all(axis=1)
     ids, counts = np.unique(labels[ok], return_counts=True)
-    order = np.argsort(-counts, kind="stable")[:limit]
+    if not ids.size:
+        return []
+    extent = np.maximum(np.ptp(xy[ok], axis=0), 1e-12)
     out = []
-    for label in ids[order].tolist():
-        members = xy[ok & (labels == label)]
-        out.append({"x": float(np.median(members[:, 0])), "y": float(np.median(members[:, 1])), "xref": "x",
-                    "yref": "y", "text": html.escape((names or {}).get(label, str(label))), "showarrow": False,
+    spots, halves = np.empty((limit, 2)), np.empty(limit)  # placed labels: centre as a share of the extent, half width
+    for label in ids[np.argsort(-counts, kind="stable")].tolist():
+        centre = np.median(xy[ok & (labels == label)], axis=0)
+        text = (names or {}).get(label, str(label))
+        spot, half, n = centre / extent, LABEL_CHAR_WIDTH * (len(text) + 1) / 2, len(out)
+        gap = np.abs(spots[:n] - spot)
+        if np.any((gap[:, 0] < halves[:n] + half) & (gap[:, 1] < LABEL_HEIGHT)):
+            continue
+        spots[n], halves[n] = spot, half
+        out.append({"x": float(centre[0]), "y": float(centre[1]), "xref": "x", "yref": "y",
+                    "text": html.escape(text), "showarrow": False,
                     "font": {"size": 11, "color": "#111"}, "bgcolor": "rgba(255,255,255,0.6)", "borderpad": 1,
                     "captureevents": False})
+        if len(out) == limit:
+            break
     return out
 
 
