@@ -114,8 +114,14 @@ def page(lab, console_errors):
         page.on("console", lambda m: console_errors.append(f"console.{m.type}: {m.text}") if m.type == "error"
                 else None)
         page.on("pageerror", lambda exc: console_errors.append(f"page error: {exc}"))
+        trace = None
+        if os.environ.get("FACECLUSTER_CONSOLE_LOG"):  # every console message, timed (benchmarks/reload_trace.py)
+            trace = open(os.environ["FACECLUSTER_CONSOLE_LOG"], "a")  # noqa: SIM115 (closed below)
+            page.on("console", lambda m: (trace.write(f"{time.time():.3f} {m.type}: {m.text[:400]}\n"), trace.flush()))
         yield page
         browser.close()
+        if trace:
+            trace.close()
 
 
 def run_notebook(page, lab, name: str, timeout_s: float = 300) -> None:
@@ -660,6 +666,9 @@ def test_page_reload_with_several_explorers_keeps_every_map_live(quickstart, lab
     cdp = page.context.new_cdp_session(page)
     cdp.send("Emulation.setCPUThrottlingRate", {"rate": slow})
     started = time.perf_counter()
+    if os.environ.get("FACECLUSTER_CONSOLE_LOG"):  # where benchmarks/reload_trace.py starts reading
+        with open(os.environ["FACECLUSTER_CONSOLE_LOG"], "a") as trace:
+            trace.write(f"{time.time():.3f} mark: page reload\n")
     try:
         page.reload()
         page.wait_for_function("() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
