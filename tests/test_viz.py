@@ -106,7 +106,7 @@ def test_cluster_labels_sit_at_centres_largest_first_and_never_cover_each_other(
     notes = cluster_centres(xy, labels, names={2: HOSTILE})
     assert [a["text"] for a in notes] == ["0", "1", "&lt;img src=x onerror=alert(1)&gt;.jpg", "3"]  # largest first
     assert np.allclose([[a["x"], a["y"]] for a in notes], centres, atol=0.2)
-    assert len(cluster_centres(xy, labels, limit=2)) == 2
+    assert len(cluster_centres(xy, labels, limit=2)) == 2 and cluster_centres(xy, labels, limit=0) == []
 
     # a smaller cluster whose centre lies under a larger one's label is left unlabelled; noise never gets one
     xy2 = np.concatenate([xy, [[0.05, 0.05]] * 2, [[5.0, 5.0]] * 4])

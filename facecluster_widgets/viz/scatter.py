@@ -128,7 +128,7 @@ def cluster_centres(xy: np.ndarray, labels: np.ndarray, names: dict[int, str] | 
     labels = np.asarray(labels)
     ok = (labels >= 0) & np.isfinite(xy).all(axis=1)
     ids, counts = np.unique(labels[ok], return_counts=True)
-    if not ids.size:
+    if not ids.size or limit < 1:
         return []
     extent = np.maximum(np.ptp(xy[ok], axis=0), 1e-12)
     out = []
