@@ -21,12 +21,10 @@ class Kit:
         self._made: dict[tuple, w.Widget] = {}
 
     def layout(self, **css: str) -> w.Layout:
-        key = (w.Layout, tuple(sorted(css.items())))
-        if key not in self._made:
-            self._made[key] = w.Layout(**css)
-        return self._made[key]
+        return self._shared(w.Layout, **css)
 
-    def style(self, kind: type, **attrs: str) -> w.Widget:
+    def _shared(self, kind: type, **attrs: str) -> w.Widget:
+        """The one ``kind(**attrs)`` of this explorer (a Layout or a Style model)."""
         key = (kind, tuple(sorted(attrs.items())))
         if key not in self._made:
             self._made[key] = kind(**attrs)
@@ -37,7 +35,7 @@ class Kit:
         shared: dict = {"layout": self.layout(**css)}
         trait = widget.class_traits().get("style")
         if trait is not None:
-            shared["style"] = self.style(trait.klass, **(style or {}))
+            shared["style"] = self._shared(trait.klass, **(style or {}))
         return shared
 
     def close(self) -> None:
